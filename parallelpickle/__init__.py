@@ -1,0 +1,38 @@
+"""parallelpickle: map functions over worker processes with the serializer you choose.
+
+Public API (everything else is private)::
+
+    from parallelpickle import Pool
+
+    with Pool(workers=4, transport="auto") as pool:
+        pool.map(lambda x: x * 2, range(10))
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    ParallelPickleError,
+    PoolClosedError,
+    RemoteError,
+    SerializationError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+from ._pool import Pool
+from ._stats import PoolStats
+from ._transports import Transport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ParallelPickleError",
+    "Pool",
+    "PoolClosedError",
+    "PoolStats",
+    "RemoteError",
+    "SerializationError",
+    "TaskTimeoutError",
+    "Transport",
+    "WorkerCrashedError",
+    "__version__",
+]
