@@ -274,6 +274,7 @@ class ResultIterator(Iterator[Any]):
             if self._ordered and self._next in self._pending:
                 self._ready.extend(self._pending.pop(self._next))
                 self._next += len(self._ready)
+                self._job.consumed_one()  # a chunk counts as buffered until it is next in line
                 continue
             if self._error is not None and (not self._ordered or self._error[0] <= self._next):
                 exc = self._error[1]
@@ -307,11 +308,11 @@ class ResultIterator(Iterator[Any]):
                 self._on_interrupt()
             raise
         if event.kind == "ok":
-            self._job.consumed_one()
             if self._ordered:
                 self._pending[event.start] = event.values
             else:
                 self._ready.extend(event.values)
+                self._job.consumed_one()
         elif event.kind == "abort":
             self._abort = event.exc
         elif event.kind == "err":

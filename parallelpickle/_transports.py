@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import sys
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol, runtime_checkable
@@ -118,6 +119,16 @@ def _dill_dumps(obj: Any) -> bytes:
     # Explicit arguments, so dill.settings (process-wide) never leaks in.
     data: bytes = dill.dumps(obj, protocol=_PROTOCOL, byref=False, recurse=False)
     return data
+
+
+def _dill_loads(data: bytes) -> Any:
+    # dill binds a __main__ function's globals to the __main__ it saw when dill
+    # was imported. In a spawned worker that is the bootstrap module, not the
+    # user's re-imported script, so bind to the __main__ in force now (per
+    # unpickler: no global setting is changed).
+    unpickler = dill.Unpickler(io.BytesIO(data), ignore=False)
+    unpickler._main = sys.modules["__main__"]
+    return unpickler.load()
 
 
 _DUMPS: dict[str, Callable[[Any], bytes]] = {
@@ -219,7 +230,7 @@ class Codec:
     # -- both --------------------------------------------------------------
     def loads(self, tag: str, data: bytes) -> Any:
         if tag == DILL:
-            return dill.loads(data)
+            return _dill_loads(data)
         if tag == CUSTOM:
             assert not isinstance(self.transport, str)
             return self.transport.loads(data)
