@@ -26,6 +26,7 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import socket
 import threading
@@ -67,7 +68,8 @@ from ._worker import (
 )
 
 START_METHODS = ("fork", "spawn", "forkserver")
-_PREFETCH_MAX_BYTES = 32 * 1024
+# Chunks queued per worker: one running, one ready in the pipe behind it.
+_PREFETCH = 2
 _JOIN_GRACE_S = 1.0
 
 
@@ -101,9 +103,29 @@ class _WorkerBase:
         self.pending: deque[Chunk] = deque()
         self.known: OrderedDict[bytes, None] = OrderedDict()  # mirrors FnCache
         self.sent = 0
-        self.last_big = False
         self.timed_out: tuple[Chunk, int] | None = None
         self.retiring = False
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def start_sender(self) -> None:
+        """Writes to the worker happen on their own thread, so the engine thread
+        never blocks on a full pipe while the worker blocks writing a result."""
+        self._sender = threading.Thread(target=self._send_loop, name="parallelpickle-sender", daemon=True)
+        self._sender.start()
+
+    def _send_loop(self) -> None:
+        conn = self.conn
+        while True:
+            raw = self.outbox.get()
+            if raw is None:
+                return
+            try:
+                conn.send_bytes(raw)
+            except OSError:
+                return  # the worker is gone; the engine re-runs what it held
+
+    def stop_sender(self) -> None:
+        self.outbox.put(None)
 
     def remember(self, digest: bytes) -> bool:
         """Record that the worker now holds ``digest``; True if it had it."""
@@ -141,6 +163,7 @@ class _ProcessWorker(_WorkerBase):
         self.process.start()
         child.close()
         self.sentinel = self.process.sentinel
+        self.start_sender()
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -198,6 +221,7 @@ class _ThreadWorker(_WorkerBase):
 
         self.thread = threading.Thread(target=main, name=name, daemon=True)
         self.thread.start()
+        self.start_sender()
 
     def kill(self) -> None:
         pass  # threads cannot be killed; task_timeout is refused for them
@@ -392,9 +416,7 @@ class LocalEngine:
         limit = self.cfg.spec.max_tasks
         if limit is not None and w.sent >= limit:
             return False
-        if not w.pending:
-            return True
-        return len(w.pending) < 2 and not w.last_big and self.cfg.task_timeout is None
+        return len(w.pending) < _PREFETCH
 
     def _next_chunk(self) -> Chunk | None:
         for job in self._jobs:
@@ -419,9 +441,6 @@ class LocalEngine:
                     return
                 if not self._encode(chunk):
                     continue
-                if w.pending and len(chunk.data) > _PREFETCH_MAX_BYTES:
-                    chunk.job.putback(chunk)  # large: only for an idle worker
-                    break
                 self._send(w, chunk)
 
     def _encode(self, chunk: Chunk) -> bool:
@@ -462,11 +481,7 @@ class LocalEngine:
         raw = pickle.dumps(msg, 5)
         w.pending.append(chunk)
         w.sent += 1
-        w.last_big = len(raw) > _PREFETCH_MAX_BYTES
-        try:
-            w.conn.send_bytes(raw)
-        except OSError:
-            pass  # the worker died; its sentinel reports it and the chunk is re-run
+        w.outbox.put(raw)
         self.stats.add_sent(len(raw), chunks=1, tasks=len(chunk.items))
 
     # -- receiving ---------------------------------------------------------
@@ -484,8 +499,6 @@ class LocalEngine:
         assert isinstance(msg, ResultMsg)
         chunk = w.pending.popleft()
         assert chunk.cid == msg.chunk_id, "result for a chunk this worker does not hold"
-        if not w.pending:
-            w.last_big = False
         self.stats.add_worker(loads_s=msg.loads_s, dumps_s=msg.dumps_s)
         self._complete(chunk, msg)
         return True
@@ -563,6 +576,7 @@ class LocalEngine:
         except OSError:
             pass
         w.join(_JOIN_GRACE_S)
+        w.stop_sender()
         self._workers.remove(w)
         try:
             w.conn.close()
@@ -586,6 +600,12 @@ class LocalEngine:
     def _fail_running(self, w: _WorkerBase, chunk: Chunk, stage: int, offset: int, how: str) -> None:
         job = chunk.job
         job.finish_chunk(chunk)
+        if stage == CALLING and not self.cfg.spec.timed and len(chunk.items) > 1:
+            # The fast path does not record which item was running: re-run the
+            # chunk one item per task, so a repeat of the crash names its item.
+            for i, item in enumerate(chunk.items):
+                job.requeue(Chunk(job, next(self._cids), chunk.start + i, [item]))
+            return
         if stage == CALLING:
             index = chunk.start + offset
             if w.timed_out is not None:
@@ -638,12 +658,10 @@ class LocalEngine:
     def _shutdown_workers(self, graceful: bool) -> None:
         for w in self._workers:
             if graceful:
-                try:
-                    w.conn.send_bytes(STOP)
-                except OSError:
-                    pass
+                w.outbox.put(STOP)
             else:
                 w.kill()
+            w.stop_sender()
         deadline = time.monotonic() + (_JOIN_GRACE_S if graceful else 0.5)
         for w in self._workers:
             w.join(max(0.0, deadline - time.monotonic()))

@@ -18,6 +18,7 @@ dask) run the very same code.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import signal
@@ -26,7 +27,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
 from ._transports import Codec
@@ -54,8 +55,7 @@ CALL_ONE, CALL_STAR, CALL_KW = range(3)
 ERR_NONE, ERR_CALL, ERR_LOAD, ERR_DUMP = range(4)
 
 
-@dataclass(frozen=True)
-class TaskMsg:
+class TaskMsg(NamedTuple):
     chunk_id: int
     digest: bytes
     fn_tag: str
@@ -65,8 +65,7 @@ class TaskMsg:
     mode: int  # CALL_ONE: fn(x); CALL_STAR: fn(*x); CALL_KW: fn(*x[0], **x[1])
 
 
-@dataclass(frozen=True)
-class ResultMsg:
+class ResultMsg(NamedTuple):
     chunk_id: int
     res_tag: str
     results: bytes
@@ -79,8 +78,7 @@ class ResultMsg:
     call_s: float
 
 
-@dataclass(frozen=True)
-class InitFailedMsg:
+class InitFailedMsg(NamedTuple):
     err_tag: str
     err: bytes
 
@@ -153,35 +151,41 @@ class _LoadFailure:
 def _call_items(
     fn: Callable[..., Any], items: Sequence[Any], mode: int, slot: Any, timed: bool
 ) -> tuple[list[Any], BaseException | None]:
+    """Call ``fn`` on each item until one raises; results of the ones before it.
+
+    The fast path runs the loop in C (``list.extend(map(...))`` keeps what it
+    appended before an exception). It does not write the item offset to the
+    slot, so when a worker dies in a chunk of several items the parent re-runs
+    that chunk one item per task to name the culprit. With ``timed`` (the pool
+    has a ``task_timeout``) every item's offset and start time are written.
+    """
     out: list[Any] = []
-    append = out.append
-    i = 0
     try:
-        if timed or mode == CALL_KW:
-            now = time.monotonic_ns
-            for item in items:
-                slot[OFFSET] = i
-                slot[STARTED_NS] = now()
-                if mode == CALL_ONE:
-                    append(fn(item))
-                elif mode == CALL_STAR:
-                    append(fn(*item))
-                else:
-                    append(fn(*item[0], **item[1]))
-                i += 1
+        if timed:
+            _call_tracked(fn, items, mode, slot, out)
+        elif mode == CALL_ONE:
+            out.extend(map(fn, items))
         elif mode == CALL_STAR:
-            for args in items:
-                slot[OFFSET] = i
-                append(fn(*args))
-                i += 1
+            out.extend(itertools.starmap(fn, items))
         else:
-            for item in items:
-                slot[OFFSET] = i
-                append(fn(item))
-                i += 1
+            out.extend(fn(*args, **kwargs) for args, kwargs in items)
     except BaseException as exc:  # noqa: BLE001 - every failure goes home
         return out, exc
     return out, None
+
+
+def _call_tracked(fn: Callable[..., Any], items: Sequence[Any], mode: int, slot: Any, out: list[Any]) -> None:
+    append = out.append
+    now = time.monotonic_ns
+    for i, item in enumerate(items):
+        slot[OFFSET] = i
+        slot[STARTED_NS] = now()
+        if mode == CALL_ONE:
+            append(fn(item))
+        elif mode == CALL_STAR:
+            append(fn(*item))
+        else:
+            append(fn(*item[0], **item[1]))
 
 
 def _dump_results(codec: Codec, results: list[Any]) -> tuple[str, bytes, int, BaseException | None]:

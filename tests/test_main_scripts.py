@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 SCRIPT = textwrap.dedent(
-    '''
+    """
     import json, sys
     from parallelpickle import Pool, SerializationError
 
@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         print(json.dumps(run(sys.argv[1], sys.argv[2])))
-    '''
+    """
 )
 
 EXPECTED = {
