@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from dataclasses import dataclass, field
@@ -240,6 +240,10 @@ class ResultIterator(Iterator[Any]):
     index, after every earlier result; unordered mode yields in completion
     order and raises when a failure arrives. Closing it (or dropping it)
     cancels the rest of the job.
+
+    Results arrive a chunk at a time; ``iter()`` hands out a generator that
+    yields from each chunk's list at C speed, and :meth:`collect` (what
+    ``map`` uses) extends one list chunk by chunk.
     """
 
     def __init__(
@@ -254,28 +258,55 @@ class ResultIterator(Iterator[Any]):
         self._ordered = job.kind == "ordered"
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._on_interrupt = on_interrupt
-        self._ready: deque[Any] = deque()
         self._pending: dict[int, list[Any]] = {}
+        self._unordered: deque[list[Any]] = deque()
         self._next = 0
         self._error: tuple[int, BaseException] | None = None
         self._end: int | None = None
         self._abort: BaseException | None = None
         self._closed = False
+        self._gen = self._generate()
 
-    def __iter__(self) -> ResultIterator:
-        return self
+    @property
+    def job(self) -> Job:
+        return self._job
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._gen
 
     def __next__(self) -> Any:
+        return next(self._gen)
+
+    def _generate(self) -> Generator[Any, None, None]:
+        try:
+            while (values := self.next_values()) is not None:
+                yield from values
+        finally:
+            self.close()
+
+    def collect(self) -> list[Any]:
+        """Every result, in order, as one list (``map``)."""
+        out: list[Any] = []
+        try:
+            while (values := self.next_values()) is not None:
+                out.extend(values)
+        finally:
+            self.close()
+        return out
+
+    def next_values(self) -> list[Any] | None:
+        """The next chunk's results; None at the end; raises the job's error."""
         while True:
-            if self._ready:
-                return self._ready.popleft()
             if self._closed:
-                raise StopIteration
+                return None
             if self._ordered and self._next in self._pending:
-                self._ready.extend(self._pending.pop(self._next))
-                self._next += len(self._ready)
-                self._job.consumed_one()  # a chunk counts as buffered until it is next in line
-                continue
+                values = self._pending.pop(self._next)
+                self._next += len(values)
+                self._job.consumed_one()  # buffered until it is next in line
+                return values
+            if self._unordered:
+                self._job.consumed_one()
+                return self._unordered.popleft()
             if self._error is not None and (not self._ordered or self._error[0] <= self._next):
                 exc = self._error[1]
                 self.close()
@@ -287,7 +318,7 @@ class ResultIterator(Iterator[Any]):
                 self.close()
                 if self._ordered and self._next < self._end:
                     raise ParallelPickleError(f"results from item {self._next} on never arrived")
-                raise StopIteration
+                return None
             self._wait_event()
 
     def _wait_event(self) -> None:
@@ -311,8 +342,7 @@ class ResultIterator(Iterator[Any]):
             if self._ordered:
                 self._pending[event.start] = event.values
             else:
-                self._ready.extend(event.values)
-                self._job.consumed_one()
+                self._unordered.append(event.values)
         elif event.kind == "abort":
             self._abort = event.exc
         elif event.kind == "err":
@@ -323,10 +353,14 @@ class ResultIterator(Iterator[Any]):
             self._end = event.start
 
     def close(self) -> None:
+        """Stop: the rest of the job is cancelled and nothing more is yielded."""
         if not self._closed:
             self._closed = True
             self._pending.clear()
+            self._unordered.clear()
             self._cancel(self._job)
+            if not getattr(self._gen, "gi_running", False):  # not from the generator's own finally
+                self._gen.close()
 
     def __del__(self) -> None:
         try:

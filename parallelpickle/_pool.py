@@ -241,11 +241,13 @@ class Pool(Executor):
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)):
             raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
         seconds = None if timeout is None else float(timeout)
-        return list(self._start_job(fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize, timeout=seconds))
+        return self._start_job(
+            fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize, timeout=seconds
+        ).collect()
 
     def starmap(self, fn: Callable[..., T], iterable: Iterable[Iterable[Any]], chunksize: int | None = None) -> list[T]:
         """``[fn(*args) for args in iterable]`` computed by the workers."""
-        return list(self._start_job(fn, (iterable,), mode=CALL_STAR, kind="ordered", chunksize=chunksize))
+        return self._start_job(fn, (iterable,), mode=CALL_STAR, kind="ordered", chunksize=chunksize).collect()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; returns a ``concurrent.futures.Future``."""

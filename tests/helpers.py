@@ -74,3 +74,7 @@ class Upper:
 
 
 UPPER = Upper()
+
+
+def call_or_return(x: Any) -> Any:
+    return x() if callable(x) else x
