@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from parallelpickle import Pool
-from parallelpickle import _transports
+from parallelpickle import Pool, _transports
 
 from . import helpers
 
