@@ -63,8 +63,14 @@ def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
     found: dict[str, float] = {}
     yield found
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not found:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not found:
         return
+    with capture.global_and_fixture_disabled():
+        _report(reporter, found)
+
+
+def _report(reporter: Any, found: dict[str, float]) -> None:
     reporter.write_line("")
     reporter.write_line(f"fast-path ratios (medians, {N} items, {WORKERS} workers):")
     for goal, num, den, op, limit in GOALS:
