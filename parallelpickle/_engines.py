@@ -56,6 +56,7 @@ from ._worker import (
     FN_CACHE_SIZE,
     LOADING,
     OFFSET,
+    PID,
     SLOT_SIZE,
     STAGE,
     STARTED_NS,
@@ -71,6 +72,10 @@ START_METHODS = ("fork", "spawn", "forkserver")
 # Chunks queued per worker: one running, one ready in the pipe behind it.
 _PREFETCH = 2
 _JOIN_GRACE_S = 1.0
+# Workers that die before reaching their main loop, in a row, before the pool
+# gives up: replacing them would only fail again (an unguarded main module under
+# spawn, a missing module, an exhausted machine), and a respawn loop is a hang.
+_MAX_STARTUP_DEATHS = 3
 
 
 def get_context(transport_name: str, start_method: str | None) -> Any:
@@ -139,6 +144,10 @@ class _WorkerBase:
     def read_slot(self) -> tuple[int, int, int, int]:
         view = memoryview(self.slot).cast("B").cast("q")
         return view[STAGE], view[CHUNK], view[OFFSET], view[STARTED_NS]
+
+    def started(self) -> bool:
+        """Whether the worker reached its main loop (it writes its pid first)."""
+        return bool(memoryview(self.slot).cast("B").cast("q")[PID])
 
     def kill(self) -> None:
         raise NotImplementedError
@@ -262,7 +271,8 @@ class LocalEngine:
         self._names = itertools.count()
         self._closing = False
         self._terminating = False
-        self._broken: BaseException | None = None
+        self.broken: BaseException | None = None
+        self._startup_deaths = 0
         self._workers: list[_WorkerBase] = []
         self.finished = threading.Event()
         self.end_reason: BaseException = PoolClosedError("the pool is not running")
@@ -335,7 +345,7 @@ class LocalEngine:
             error = exc
         finally:
             self._shutdown_workers(graceful=error is None and not self._terminating)
-            reason = error or self._broken or PoolClosedError("the pool was terminated")
+            reason = error or self.broken or PoolClosedError("the pool was terminated")
             self.end_reason = reason
             for job in list(self._jobs):
                 self._end_job(job, reason)
@@ -381,8 +391,8 @@ class LocalEngine:
         while self._cmds:
             kind, arg = self._cmds.popleft()
             if kind == "job":
-                if self._broken is not None:
-                    arg.end(self._broken)
+                if self.broken is not None:
+                    arg.end(self.broken)
                 else:
                     self._jobs.append(arg)
             elif kind == "cancel":
@@ -548,12 +558,21 @@ class LocalEngine:
             return
         from ._diagnose import serialization_error
 
+        if msg.err_kind == ERR_LOAD and len(chunk.items) > 1:
+            self._split(chunk)  # nothing ran; load item by item to name the culprit
+            return
         if msg.err_kind == ERR_LOAD:
             err = serialization_error(exc, None, self.cfg.codec.name, what=f"task of {chunk.describe()}", stage="load")
             job.fail(chunk.start, err, f"parallelpickle: while loading {chunk.describe()} in the worker")
         elif msg.err_kind == ERR_DUMP:
             err = serialization_error(exc, None, self.cfg.codec.name, what=f"result of item {index}", stage="dump")
             job.fail(index, err, f"parallelpickle: while sending back the result of item {index}")
+
+    def _split(self, chunk: Chunk) -> None:
+        job = chunk.job
+        job.finish_chunk(chunk)
+        for i, item in enumerate(chunk.items):
+            job.requeue(Chunk(job, next(self._cids), chunk.start + i, [item]))
 
     def _on_init_failed(self, w: _WorkerBase, msg: InitFailedMsg) -> None:
         try:
@@ -563,7 +582,7 @@ class LocalEngine:
         from ._errors import add_note
 
         add_note(exc, "parallelpickle: raised by the pool's initializer; the pool is broken")
-        self._broken = exc
+        self.broken = exc
         self._terminating = True
 
     # -- deaths and deadlines ----------------------------------------------
@@ -571,7 +590,7 @@ class LocalEngine:
         if w not in self._workers:
             return
         try:  # results sent just before the exit still count
-            while w.conn.poll(0) and self._receive(w) and self._broken is None:
+            while w.conn.poll(0) and self._receive(w) and self.broken is None:
                 pass
         except OSError:
             pass
@@ -583,8 +602,29 @@ class LocalEngine:
         except OSError:
             pass
         self._fail_pending(w)
-        if not self._terminating and self._broken is None:
+        self._count_startup_death(w)
+        if not self._terminating and self.broken is None:
             self._workers.append(self._new_worker())
+
+    def _count_startup_death(self, w: _WorkerBase) -> None:
+        if w.started():
+            self._startup_deaths = 0
+            return
+        self._startup_deaths += 1
+        if self._startup_deaths < _MAX_STARTUP_DEATHS or self.broken is not None:
+            return
+        hint = ""
+        if self.cfg.start_method in ("spawn", "forkserver"):
+            hint = (
+                f"; under {self.cfg.start_method!r} each worker imports your main module: "
+                "create the pool under `if __name__ == '__main__':`"
+            )
+        self.broken = WorkerCrashedError(
+            f"{self._startup_deaths} workers in a row died with {describe_exit(w.exitcode)} "
+            f"before they could run a task{hint}",
+            exitcode=w.exitcode,
+        )
+        self._terminating = True
 
     def _fail_pending(self, w: _WorkerBase) -> None:
         stage, cid, offset, _ = w.read_slot()
@@ -600,11 +640,11 @@ class LocalEngine:
     def _fail_running(self, w: _WorkerBase, chunk: Chunk, stage: int, offset: int, how: str) -> None:
         job = chunk.job
         job.finish_chunk(chunk)
-        if stage == CALLING and not self.cfg.spec.timed and len(chunk.items) > 1:
-            # The fast path does not record which item was running: re-run the
-            # chunk one item per task, so a repeat of the crash names its item.
-            for i, item in enumerate(chunk.items):
-                job.requeue(Chunk(job, next(self._cids), chunk.start + i, [item]))
+        if len(chunk.items) > 1 and (stage != CALLING or not self.cfg.spec.timed):
+            # Only the chunk is known, not the item (the fast path does not
+            # record it): re-run the chunk one item per task, so that a repeat
+            # of the crash names its item. Items before it may run twice.
+            self._split(chunk)
             return
         if stage == CALLING:
             index = chunk.start + offset

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ._diagnose import serialization_error
 from ._engines import START_METHODS, EngineConfig, LocalEngine
-from ._errors import PoolClosedError
+from ._errors import PoolClosedError, WorkerCrashedError
 from ._jobs import FnRef, Job, ResultIterator, auto_chunksize, sized_length
 from ._stats import PoolStats, StatsCounter
 from ._transports import Codec, Transport, digest_of, resolve_transport
@@ -180,9 +180,14 @@ class Pool(Executor):
 
     # -- work ----------------------------------------------------------------
     def _engine_or_raise(self) -> LocalEngine:
-        if self._closed or self._engine is None or self._engine.finished.is_set():
+        engine = self._engine
+        if engine is not None and engine.broken is not None:
+            raise WorkerCrashedError(
+                f"the pool is broken: its initializer raised {type(engine.broken).__name__}: {engine.broken}"
+            ) from engine.broken
+        if self._closed or engine is None or engine.finished.is_set():
             raise PoolClosedError("this pool is closed; create a new Pool to run more work")
-        return self._engine
+        return engine
 
     def _start_job(
         self,

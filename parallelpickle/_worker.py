@@ -22,6 +22,7 @@ import itertools
 import os
 import pickle
 import signal
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -256,12 +257,34 @@ def _run_initializer(spec: WorkerSpec) -> None:
     fn(*args)
 
 
+_PARENT_POLL_S = 0.2
+
+
+def _watch_parent() -> None:
+    """Exit when the parent process dies, even while a task is running.
+
+    Under fork a worker inherits the parent-side ends of its siblings' pipes
+    (and of other pools' pipes), so a dead parent does not always show as
+    EOF; a changed parent pid always does (the orphan is re-parented).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parallelpickle-parent-watch", daemon=True).start()
+
+
 def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -> None:
     """A worker's main loop: one task message in, one result message out."""
     if in_process:
         # Ctrl-C goes to the whole process group; the parent decides, and
         # kills the workers itself (no tracebacks from every worker).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _watch_parent()
     slot = memoryview(slot_raw).cast("B").cast("q")
     slot[PID] = os.getpid()
     codec = spec.codec
