@@ -352,6 +352,10 @@ class ResultIterator(Iterator[Any]):
         else:
             self._end = event.start
 
+    def in_hand(self) -> bool:
+        """Whether :meth:`next_values` has a chunk to return without waiting for a worker."""
+        return bool(self._unordered) or (self._ordered and self._next in self._pending)
+
     def close(self) -> None:
         """Stop: the rest of the job is cancelled and nothing more is yielded."""
         if not self._closed:

@@ -20,6 +20,7 @@ from ._diagnose import serialization_error
 from ._engines import START_METHODS, EngineConfig, LocalEngine
 from ._errors import PoolClosedError, WorkerCrashedError
 from ._jobs import FnRef, Job, ResultIterator, auto_chunksize, sized_length
+from ._progress import ProgressResults, check_progress, load_tqdm
 from ._stats import PoolStats, StatsCounter
 from ._transports import Codec, Transport, digest_of, resolve_transport
 from ._worker import CALL_KW, CALL_ONE, CALL_STAR, WorkerSpec
@@ -225,15 +226,36 @@ class Pool(Executor):
         engine.submit(job)
         return ResultIterator(job, engine.cancel, timeout=timeout, on_interrupt=self.terminate)
 
-    def imap(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None) -> Iterator[T]:
+    def _results(
+        self, progress: object, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], **job: Any
+    ) -> ResultIterator | ProgressResults:
+        """``_start_job``, counted on a progress bar when this call (or else the pool) asks for one."""
+        per_call = check_progress(progress)
+        show = self._progress if per_call is None else per_call
+        # Load tqdm before any work starts, so a missing tqdm fails the call, not a running job.
+        bar_class = load_tqdm() if show else None
+        results = self._start_job(fn, iterables, **job)
+        return results if bar_class is None else ProgressResults(results, bar_class, desc=_fn_name(fn))
+
+    def imap(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        progress: bool | None = None,
+    ) -> Iterator[T]:
         """Lazy ``map``: results in input order, as soon as each is ready."""
-        return self._start_job(fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize)
+        return self._results(progress, fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize)
 
     def imap_unordered(
-        self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+        progress: bool | None = None,
     ) -> Iterator[T]:
         """Lazy ``map`` in completion order."""
-        return self._start_job(fn, iterables, mode=CALL_ONE, kind="unordered", chunksize=chunksize)
+        return self._results(progress, fn, iterables, mode=CALL_ONE, kind="unordered", chunksize=chunksize)
 
     def map(  # type: ignore[override]
         self,
@@ -241,18 +263,26 @@ class Pool(Executor):
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         timeout: float | None = None,
+        progress: bool | None = None,
     ) -> list[T]:
         """``[fn(x) for x in zip(*iterables)]`` computed by the workers; a list, in order."""
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)):
             raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
         seconds = None if timeout is None else float(timeout)
-        return self._start_job(
-            fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize, timeout=seconds
+        return self._results(
+            progress, fn, iterables, mode=CALL_ONE, kind="ordered", chunksize=chunksize, timeout=seconds
         ).collect()
 
-    def starmap(self, fn: Callable[..., T], iterable: Iterable[Iterable[Any]], chunksize: int | None = None) -> list[T]:
+    def starmap(
+        self,
+        fn: Callable[..., T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> list[T]:
         """``[fn(*args) for args in iterable]`` computed by the workers."""
-        return self._start_job(fn, (iterable,), mode=CALL_STAR, kind="ordered", chunksize=chunksize).collect()
+        return self._results(progress, fn, (iterable,), mode=CALL_STAR, kind="ordered", chunksize=chunksize).collect()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; returns a ``concurrent.futures.Future``."""
