@@ -76,6 +76,7 @@ _JOIN_GRACE_S = 1.0
 # gives up: replacing them would only fail again (an unguarded main module under
 # spawn, a missing module, an exhausted machine), and a respawn loop is a hang.
 _MAX_STARTUP_DEATHS = 3
+_TIMEOUT_POLL_S = 0.05
 
 
 def get_context(transport_name: str, start_method: str | None) -> Any:
@@ -426,7 +427,9 @@ class LocalEngine:
         limit = self.cfg.spec.max_tasks
         if limit is not None and w.sent >= limit:
             return False
-        return len(w.pending) < _PREFETCH
+        # Under a task_timeout nothing waits in a worker's pipe behind a task
+        # that may have to be killed: the others run elsewhere meanwhile.
+        return len(w.pending) < (1 if self.cfg.task_timeout is not None else _PREFETCH)
 
     def _next_chunk(self) -> Chunk | None:
         for job in self._jobs:
@@ -436,7 +439,9 @@ class LocalEngine:
                 job.input_error(exc)
                 continue
             if chunk is not None:
-                if job.future is not None and not job.future.set_running_or_notify_cancel():
+                # A requeued chunk (its worker died before starting it) finds the future running already.
+                future = job.future
+                if future is not None and not future.running() and not future.set_running_or_notify_cancel():
                     job.finish_chunk(chunk)
                     job.exhausted = True
                     continue
@@ -648,9 +653,10 @@ class LocalEngine:
             return
         if stage == CALLING:
             index = chunk.start + offset
+            what = "the submitted call" if job.kind == "future" else f"item {index}"
             if w.timed_out is not None:
                 err: BaseException = TaskTimeoutError(
-                    f"item {index} ran longer than task_timeout={self.cfg.task_timeout}s; its worker was killed and replaced",
+                    f"{what} ran longer than task_timeout={self.cfg.task_timeout}s; its worker was killed and replaced",
                     index=index,
                 )
                 rest = chunk.items[offset + 1 :]
@@ -658,9 +664,9 @@ class LocalEngine:
                     job.requeue(Chunk(job, next(self._cids), index + 1, rest))
             else:
                 err = WorkerCrashedError(
-                    f"a worker died with {how} while running item {index}", index=index, exitcode=w.exitcode
+                    f"a worker died with {how} while running {what}", index=index, exitcode=w.exitcode
                 )
-            job.fail(index, err, f"parallelpickle: item {index} was running when its worker ended")
+            job.fail(index, err, f"parallelpickle: {what} was running when its worker ended")
             if offset:  # the items before it finished but their results died with the worker
                 job.requeue(Chunk(job, next(self._cids), chunk.start, chunk.items[:offset]))
             return
@@ -676,10 +682,16 @@ class LocalEngine:
         now = time.monotonic_ns()
         best: float | None = None
         for w in self._workers:
+            if not w.pending:
+                continue
             stage, _, _, started = w.read_slot()
-            if w.pending and stage == CALLING:
+            if stage == CALLING:
                 left = self.cfg.task_timeout - (now - started) / 1e9
-                best = left if best is None else min(best, left)
+            else:
+                # The worker has not begun the call yet (still starting, or
+                # loading): it sends no word when it does, so look again soon.
+                left = min(_TIMEOUT_POLL_S, self.cfg.task_timeout)
+            best = left if best is None else min(best, left)
         return None if best is None else max(best, 0.0) + 0.001
 
     def _check_timeouts(self) -> None:

@@ -203,6 +203,7 @@ class Pool(Executor):
         engine = self._engine_or_raise()
         if not iterables:
             raise TypeError("at least one iterable is required")
+        iterators = _iterators(iterables)
         ref = self._encode_callable(fn)
         chunksize = _check_int("chunksize", chunksize) or self._chunksize
         total = sized_length(iterables)
@@ -210,7 +211,7 @@ class Pool(Executor):
             chunksize = 1
         if chunksize is None and total is not None:
             chunksize = auto_chunksize(total, self._workers)
-        items: Iterator[Any] = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+        items: Iterator[Any] = iterators[0] if len(iterators) == 1 else zip(*iterators)
         if len(iterables) > 1:
             mode = CALL_STAR
         lazy = kind == "unordered" or total is None
@@ -316,11 +317,22 @@ class Pool(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``concurrent.futures`` shutdown: close, optionally cancel queued futures, wait."""
+        if not isinstance(wait, bool):
+            raise TypeError(f"wait must be a bool, got {type(wait).__name__}")
+        if not isinstance(cancel_futures, bool):
+            raise TypeError(f"cancel_futures must be a bool, got {type(cancel_futures).__name__}")
         if cancel_futures and self._engine is not None:
             self._engine.cancel_queued_futures()
         self.close()
         if wait:
             self.join()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
+        # Ctrl-C (or SystemExit) inside the block must not wait for running tasks.
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            self.terminate()
+            return None
+        return super().__exit__(exc_type, exc, tb)
 
     @property
     def stats(self) -> PoolStats:
@@ -334,6 +346,19 @@ class Pool(Executor):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running"
         return f"<parallelpickle.Pool workers={self._workers} transport={self.transport!r} backend={self.backend!r} {state}>"
+
+
+def _iterators(iterables: tuple[Iterable[Any], ...]) -> list[Iterator[Any]]:
+    """``iter()`` of each argument, with builtin map's message for one that is not iterable."""
+    out = []
+    for position, iterable in enumerate(iterables, start=2):
+        try:
+            out.append(iter(iterable))
+        except TypeError:
+            raise TypeError(
+                f"argument {position} (the data to map) must be iterable, got {type(iterable).__name__}"
+            ) from None
+    return out
 
 
 def _fn_name(fn: Any) -> str:

@@ -96,3 +96,12 @@ def raising_initializer() -> None:
 
 def getpid(_: object = None) -> int:
     return os.getpid()
+
+
+def sleep_then(x: tuple[float, str]) -> float:
+    """Sleep ``x[0]`` seconds, then do ``x[1]`` (see :func:`do`); returns the delay."""
+    import time
+
+    time.sleep(x[0])
+    do(x[1])
+    return x[0]
