@@ -48,9 +48,11 @@ def _check_int(name: str, value: object, *, minimum: int = 1, allow_none: bool =
 def _check_choice(name: str, value: object, choices: tuple[str, ...], *, allow_none: bool) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, str) or value not in choices:
-        valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"unknown {name} {value!r}; valid names: {valid}{' or None' if allow_none else ''}")
+    valid = ", ".join(repr(c) for c in choices) + (" or None" if allow_none else "")
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {valid}; got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid names: {valid}")
 
 
 def _default_workers() -> int:
