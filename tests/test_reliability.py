@@ -210,6 +210,14 @@ def _resources() -> dict[str, Any]:
     }
 
 
+def _leaks(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """What changed; for /dev/shm only entries that appeared (other programs may remove theirs)."""
+    leaked = {key: (before[key], now[key]) for key in ("children", "fds", "threads") if now[key] != before[key]}
+    if now["shm"] - before["shm"]:
+        leaked["shm"] = sorted(now["shm"] - before["shm"])
+    return leaked
+
+
 def _one_lifetime(i: int, transport: str, start_method: str) -> None:
     """Create, use and close a pool; every fifth one loses a worker mid-call."""
     with Pool(2, transport=transport, start_method=start_method) as pool:
@@ -221,20 +229,14 @@ def _one_lifetime(i: int, transport: str, start_method: str) -> None:
             pool.submit(helpers.sleep_return, 0.01).result()
 
 
-def _settled(before: dict[str, Any]) -> dict[str, Any]:
-    """Resources now, giving finishing threads and reaped children a moment."""
-    deadline = time.monotonic() + 10
-    now = _resources()
-    while now != before and time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = _resources()
-    return now
-
-
 def _assert_nothing_leaked(before: dict[str, Any]) -> None:
-    after = _settled(before)
-    leaked = {key: (before[key], after[key]) for key in before if after[key] != before[key]}
-    assert not leaked, f"resource counts changed (before, after): {leaked}"
+    """Give finishing threads and reaped children a moment, then compare."""
+    deadline = time.monotonic() + 10
+    leaked = _leaks(before, _resources())
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.05)
+        leaked = _leaks(before, _resources())
+    assert not leaked, f"resources left behind (before, after): {leaked}"
 
 
 def test_500_lifetimes_leak_nothing() -> None:
