@@ -72,7 +72,9 @@ def _report(reporter: Any, found: dict[str, float]) -> None:
     reporter.write_line(f"dask backend (medians, {N} items, {WORKERS}-worker LocalCluster):")
     if "dask_auto_lambda" in found:
         t = found["dask_auto_lambda"]
-        reporter.write_line(f"  D1: dask pool map of a lambda = {t:.3f} s  (goal <= {GOAL_S} s: {'met' if t <= GOAL_S else 'MISSED'})")
+        reporter.write_line(
+            f"  D1: dask pool map of a lambda = {t:.3f} s  (goal <= {GOAL_S} s: {'met' if t <= GOAL_S else 'MISSED'})"
+        )
     if "dask_pickle_module_fn" in found:
         reporter.write_line(f"      transport 'pickle', module function = {found['dask_pickle_module_fn']:.3f} s")
     if "dask_one_task_per_item" in found:

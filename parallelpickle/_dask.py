@@ -52,6 +52,7 @@ LOCAL_ALLOWED_FAILURES = 1
 # Chunks in flight per worker thread: one running, one waiting behind it.
 _PER_THREAD = 2
 _CONNECT_TIMEOUT_S = 10.0
+_SCATTER_BYTES = 1 << 20
 _CLOSE_TIMEOUT_S = 10.0
 # terminate(): how long a worker may take to stop before it is killed.
 _KILL_TIMEOUT_S = 0.5
@@ -116,6 +117,10 @@ class DaskEngine(LocalEngine):
         self._client: Any = None
         self._running: dict[str, tuple[Chunk, Any]] = {}  # dask key -> (chunk, dask future)
         self._done: deque[Any] = deque()  # dask futures whose done callback ran
+        # After a KilledWorker: chunks to run with nothing else in flight, and the
+        # chunks in flight that have had no company since they were submitted.
+        self._suspects: set[int] = set()
+        self._alone: set[int] = set()
         self._key_prefix = f"parallelpickle-{uuid.uuid4().hex}"
         self.workers = cfg.workers
         super().__init__(cfg, stats)
@@ -171,8 +176,13 @@ class DaskEngine(LocalEngine):
 
     def _dispatch(self) -> None:
         while len(self._running) < _PER_THREAD * self.workers:
+            if any(chunk.cid in self._suspects for chunk, _ in self._running.values()):
+                return  # a suspect runs alone
             chunk = self._next_chunk()
             if chunk is None:
+                return
+            if chunk.cid in self._suspects and self._running:
+                chunk.job.putback(chunk)  # it goes out once the others are done
                 return
             if self._encode(chunk):
                 self._submit(chunk)
@@ -182,7 +192,16 @@ class DaskEngine(LocalEngine):
         msg = TaskMsg(chunk.cid, ref.digest, ref.tag, ref.data, chunk.data_tag, chunk.data, chunk.job.mode)
         payload = pickle.dumps((self.cfg.codec, msg), 5)
         key = f"{self._key_prefix}-{chunk.cid}"
-        future = self._client.submit(run_chunk, payload, key=key, pure=False)
+        arg: Any = payload
+        if len(payload) > _SCATTER_BYTES:
+            # Straight to a worker, not inside the task graph through the scheduler
+            # (Dask warns about, and is slow with, graphs of many megabytes).
+            arg = self._client.scatter(payload, hash=False)
+        future = self._client.submit(run_chunk, arg, key=key, pure=False)
+        if self._running:
+            self._alone.clear()  # whatever runs now has company
+        else:
+            self._alone.add(chunk.cid)
         self._running[key] = (chunk, future)
         future.add_done_callback(self._on_done)
         self.stats.add_sent(len(payload), chunks=1, tasks=len(chunk.items))
@@ -199,6 +218,8 @@ class DaskEngine(LocalEngine):
         futures = []
         for key in dropped:
             chunk, future = self._running.pop(key)
+            self._alone.discard(chunk.cid)
+            self._suspects.discard(chunk.cid)
             chunk.job.finish_chunk(chunk)
             futures.append(future)
         self._client.cancel(futures)
@@ -209,16 +230,22 @@ class DaskEngine(LocalEngine):
         while self._done:
             future = self._done.popleft()
             entry = self._running.pop(future.key, None)
-            if entry is not None:  # None: cancelled by the engine, already accounted for
-                (finished if future.status == "finished" else failed).append(entry)
+            if entry is None:  # cancelled by the engine, already accounted for
+                continue
+            # Not "finished" but "lost" or "pending" again: the worker holding the
+            # result died and Dask recomputes it; gather waits for that.
+            (failed if future.status in ("error", "cancelled") else finished).append(entry)
         for (chunk, future), raw in zip(finished, self._gather([f for _, f in finished])):
+            self._alone.discard(chunk.cid)
             if isinstance(raw, BaseException):
-                self._task_failed(chunk, raw)
+                self._task_failed(chunk, raw, alone=False)
             else:
                 self._received(chunk, raw)
             future.release()
         for chunk, future in failed:
-            self._task_failed(chunk, _exception_of(future))
+            alone = chunk.cid in self._alone
+            self._alone.discard(chunk.cid)
+            self._task_failed(chunk, _exception_of(future), alone=alone)
             future.release()
 
     def _gather(self, futures: list[Any]) -> list[Any]:
@@ -238,22 +265,33 @@ class DaskEngine(LocalEngine):
         return out
 
     def _received(self, chunk: Chunk, raw: bytes) -> None:
+        self._suspects.discard(chunk.cid)
         self.stats.add_received(len(raw))
         msg = pickle.loads(raw)
         assert isinstance(msg, ResultMsg)
         self.stats.add_worker(loads_s=msg.loads_s, dumps_s=msg.dumps_s)
         self._complete(chunk, msg)
 
-    def _task_failed(self, chunk: Chunk, exc: BaseException) -> None:
-        """The Dask task itself failed (``run_chunk`` never raises for the call's errors)."""
+    def _task_failed(self, chunk: Chunk, exc: BaseException, *, alone: bool) -> None:
+        """The Dask task itself failed (``run_chunk`` never raises for the call's errors).
+
+        ``KilledWorker`` also hits tasks that merely waited on a worker that a
+        crashing task killed. So a chunk is blamed only when it ran alone and
+        holds one item; otherwise its items are re-run one per task, each
+        alone, so that a repeat of the crash names its item (items before it
+        may run twice).
+        """
         job = chunk.job
+        self._suspects.discard(chunk.cid)
         if job.cancelled.is_set():
             job.finish_chunk(chunk)
             return
-        if _is_killed_worker(exc) and len(chunk.items) > 1:
-            # Only the chunk is known: re-run it one item per task, so that a
-            # repeat of the crash names its item. Items before it may run twice.
-            self._split(chunk)
+        if _is_killed_worker(exc) and (len(chunk.items) > 1 or not alone):
+            job.finish_chunk(chunk)
+            for i, item in enumerate(chunk.items):
+                suspect = Chunk(job, next(self._cids), chunk.start + i, [item])
+                self._suspects.add(suspect.cid)
+                job.requeue(suspect)
             return
         job.finish_chunk(chunk)
         what = "the submitted call" if job.kind == "future" else chunk.describe()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,13 @@ def test_serialization_failures_name_the_item(dpool: Pool) -> None:
         dpool.map(faults.identity, [1, faults.AtLoad("raise"), 3], chunksize=3)
     assert any("item 1" in n for n in on_load.value.__notes__)
     assert dpool.map(helpers.inc, [1, 2]) == [2, 3]  # the pool is still usable
+
+
+def test_large_chunks_are_scattered_not_put_in_the_graph(owned: Pool) -> None:
+    blob = b"x" * (2 << 20)  # over the 1 MiB scatter threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Dask warns about large task graphs
+        assert owned.map(len, [blob, blob[:10], blob], chunksize=1, timeout=WAIT_S) == [2 << 20, 10, 2 << 20]
 
 
 # -- the cluster: owned, or somebody else's -------------------------------------
