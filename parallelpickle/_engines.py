@@ -248,7 +248,7 @@ class _ThreadWorker(_WorkerBase):
 class EngineConfig:
     workers: int
     codec: Codec
-    backend: str  # "process" | "thread"
+    backend: str  # "process" | "thread" | "dask"
     start_method: str | None
     spec: WorkerSpec
     task_timeout: float | None
@@ -278,8 +278,7 @@ class LocalEngine:
         self.finished = threading.Event()
         self.end_reason: BaseException = PoolClosedError("the pool is not running")
         try:
-            for _ in range(cfg.workers):
-                self._workers.append(self._new_worker())
+            self._start_workers()
         except BaseException:
             for w in self._workers:
                 w.kill()
@@ -332,6 +331,11 @@ class LocalEngine:
                 pass  # a wake-up is already pending
 
     # -- engine thread -----------------------------------------------------
+    def _start_workers(self) -> None:
+        """Start the workers; runs in the caller's thread, before the engine thread."""
+        for _ in range(self.cfg.workers):
+            self._workers.append(self._new_worker())
+
     def _new_worker(self) -> _WorkerBase:
         name = f"parallelpickle-worker-{next(self._names)}"
         if self._ctx is None:

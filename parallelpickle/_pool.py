@@ -119,7 +119,7 @@ class Pool(Executor):
         )
         cfg = EngineConfig(self._workers, self._codec, backend, start_method, spec, self._task_timeout)
         self._closed = False
-        self._engine = LocalEngine(cfg, self._stats)
+        self._engine = self._make_engine(cfg, address, workers_given=n_workers is not None)
         self._finalizer = weakref.finalize(self, _finalize, self._engine)
 
     # -- validation helpers --------------------------------------------------
@@ -142,13 +142,27 @@ class Pool(Executor):
             if self._task_timeout is not None:
                 raise ValueError("task_timeout needs backend='process': a thread cannot be killed")
         if backend == "dask":
-            raise ValueError("backend='dask' is not available yet; valid backends here: 'process', 'thread'")
+            from ._dask import check_dask_arguments
+
+            check_dask_arguments(
+                address, start_method=start_method, task_timeout=self._task_timeout, max_tasks_per_child=self._max_tasks
+            )
+            return
         if start_method is not None:
             import multiprocessing
 
             available = multiprocessing.get_all_start_methods()
             if start_method not in available:
                 raise ValueError(f"start_method {start_method!r} is not available here; available: {available}")
+
+    def _make_engine(self, cfg: EngineConfig, address: str | None, *, workers_given: bool) -> LocalEngine:
+        if cfg.backend != "dask":
+            return LocalEngine(cfg, self._stats)
+        from ._dask import DaskEngine
+
+        engine = DaskEngine(cfg, self._stats, address, workers_given=workers_given)
+        self._workers = engine.workers  # with an address: the cluster's threads, unless given
+        return engine
 
     def _encode_init(
         self, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
