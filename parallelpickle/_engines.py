@@ -43,6 +43,7 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._jobs import Chunk, Job
+from ._shm import ParentLink, Shared
 from ._stats import StatsCounter
 from ._transports import Codec
 from ._worker import (
@@ -277,12 +278,16 @@ class LocalEngine:
         self._workers: list[_WorkerBase] = []
         self.finished = threading.Event()
         self.end_reason: BaseException = PoolClosedError("the pool is not running")
+        # Large buffers out of band (see _shm); None: everything in the pipe.
+        self.shm = ParentLink(cfg.spec.shm, cfg.workers) if cfg.spec.shm is not None else None
         try:
             self._start_workers()
         except BaseException:
             for w in self._workers:
                 w.kill()
             self._close_fds()
+            if self.shm is not None:
+                self.shm.close()
             raise
         self._thread = threading.Thread(target=self._run, name="parallelpickle-engine", daemon=True)
         self._thread.start()
@@ -309,6 +314,12 @@ class LocalEngine:
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def share(self, obj: Any) -> Shared[Any]:
+        """See ``Pool.share``; without shared memory the handle carries the object."""
+        if self.shm is None:
+            return Shared("", "", b"", (), obj)
+        return self.shm.share(self.cfg.codec, obj)
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if isinstance(w, _ProcessWorker)]
@@ -358,6 +369,8 @@ class LocalEngine:
                 kind, arg = self._cmds.popleft()
                 if kind == "job":
                     arg.end(reason)
+            if self.shm is not None:
+                self.shm.close()  # the workers are gone: unlink every segment
             self.finished.set()
             self._close_fds()
 
@@ -468,7 +481,10 @@ class LocalEngine:
             return True
         t0 = time.perf_counter()
         try:
-            chunk.data_tag, chunk.data = self.cfg.codec.dumps_data(chunk.items)
+            if self.shm is not None:
+                chunk.data_tag, chunk.data = self.shm.encode(self.cfg.codec, chunk.cid, chunk.items)
+            else:
+                chunk.data_tag, chunk.data = self.cfg.codec.dumps_data(chunk.items)
             self.stats.add_parent(dumps_s=time.perf_counter() - t0)
             return True
         except Exception:  # noqa: BLE001 - find which item will not go
@@ -495,7 +511,14 @@ class LocalEngine:
         ref = chunk.job.fn_ref
         had = w.remember(ref.digest)
         msg = TaskMsg(
-            chunk.cid, ref.digest, ref.tag, None if had else ref.data, chunk.data_tag, chunk.data, chunk.job.mode
+            chunk.cid,
+            ref.digest,
+            ref.tag,
+            None if had else ref.data,
+            chunk.data_tag,
+            chunk.data,
+            chunk.job.mode,
+            None if self.shm is None else self.shm.task_info(w, chunk.cid),
         )
         raw = pickle.dumps(msg, 5)
         w.pending.append(chunk)
@@ -520,6 +543,8 @@ class LocalEngine:
         assert chunk.cid == msg.chunk_id, "result for a chunk this worker does not hold"
         self.stats.add_worker(loads_s=msg.loads_s, dumps_s=msg.dumps_s)
         self._complete(chunk, msg)
+        if self.shm is not None:
+            self.shm.on_result(w, msg.chunk_id, msg.shm)
         return True
 
     def _complete(self, chunk: Chunk, msg: ResultMsg) -> None:
@@ -532,7 +557,8 @@ class LocalEngine:
         values: list[Any] = []
         if msg.n_ok:
             try:
-                values = codec.loads(msg.res_tag, msg.results)
+                buffers = None if self.shm is None else self.shm.result_buffers(msg.shm)
+                values = codec.loads(msg.res_tag, msg.results, buffers)
             except Exception as exc:  # noqa: BLE001
                 self._result_load_failed(chunk, exc)
                 return
@@ -610,6 +636,9 @@ class LocalEngine:
             w.conn.close()
         except OSError:
             pass
+        if self.shm is not None:
+            pid = w.process.pid if isinstance(w, _ProcessWorker) else None
+            self.shm.worker_gone(w, pid, [chunk.cid for chunk in w.pending])
         self._fail_pending(w)
         self._count_startup_death(w)
         if not self._terminating and self.broken is None:

@@ -21,6 +21,7 @@ from ._engines import START_METHODS, EngineConfig, LocalEngine
 from ._errors import PoolClosedError, WorkerCrashedError
 from ._jobs import FnRef, Job, ResultIterator, auto_chunksize, sized_length
 from ._progress import ProgressResults, check_progress, load_tqdm
+from ._shm import Shared, shm_config
 from ._stats import PoolStats, StatsCounter
 from ._transports import Codec, Transport, digest_of, resolve_transport
 from ._worker import CALL_KW, CALL_ONE, CALL_STAR, WorkerSpec
@@ -88,6 +89,7 @@ class Pool(Executor):
         progress: bool = False,
         backend: str = "process",
         address: str | None = None,
+        shm_threshold: int | None = None,
     ) -> None:
         self._engine: LocalEngine | None = None
         n_workers = _check_int("workers", workers)
@@ -102,6 +104,7 @@ class Pool(Executor):
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
         self._progress = progress
+        shm = shm_config(_check_int("shm_threshold", shm_threshold, minimum=0), backend, self._codec.builtin)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, got {type(initializer).__name__}")
         if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
@@ -116,6 +119,7 @@ class Pool(Executor):
             self._encode_init(initializer, tuple(initargs)),
             self._max_tasks,
             self._task_timeout is not None,
+            shm,
         )
         cfg = EngineConfig(self._workers, self._codec, backend, start_method, spec, self._task_timeout)
         self._closed = False
@@ -309,6 +313,16 @@ class Pool(Executor):
         job = Job(ref, iter([(args, kwargs)]), mode=CALL_KW, kind="future", chunksize=1, total=1, future=future)
         engine.submit(job)
         return future
+
+    def share(self, obj: T) -> Shared[T]:
+        """Put ``obj`` in shared memory once; pass the handle instead of the object.
+
+        Each worker loads the handle once and every task given it receives
+        ``obj`` itself, its large buffers (numpy arrays, bytes) read-only in
+        memory shared by all workers. It lives until the pool shuts down.
+        """
+        engine = self._engine_or_raise()
+        return engine.share(obj)
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:

@@ -40,6 +40,8 @@ from typing import Any, Protocol, runtime_checkable
 import cloudpickle
 import dill
 
+from ._shm import Collector, oob_dumps
+
 __all__ = [
     "BUILTIN_TRANSPORTS",
     "Codec",
@@ -121,12 +123,12 @@ def _dill_dumps(obj: Any) -> bytes:
     return data
 
 
-def _dill_loads(data: bytes) -> Any:
+def _dill_loads(data: bytes, buffers: list[Any] | None = None) -> Any:
     # dill binds a __main__ function's globals to the __main__ it saw when dill
     # was imported. In a spawned worker that is the bootstrap module, not the
     # user's re-imported script, so bind to the __main__ in force now (per
     # unpickler: no global setting is changed).
-    unpickler = dill.Unpickler(io.BytesIO(data), ignore=False)
+    unpickler = dill.Unpickler(io.BytesIO(data), ignore=False, buffers=buffers)
     unpickler._main = sys.modules["__main__"]
     return unpickler.load()
 
@@ -136,6 +138,9 @@ _DUMPS: dict[str, Callable[[Any], bytes]] = {
     CLOUDPICKLE: _cloudpickle_dumps,
     DILL: _dill_dumps,
 }
+
+# Out-of-band pickling (``sink``): the serializer kind each tag uses.
+_OOB_KINDS = {PICKLE: "pickle", CLOUDPICKLE: "cloudpickle", DILL: "dill"}
 
 _SERIALIZER_NAMES = {PICKLE: "pickle", CLOUDPICKLE: "cloudpickle", DILL: "dill", CUSTOM: "custom"}
 
@@ -172,7 +177,11 @@ class Codec:
             return (PICKLE, CLOUDPICKLE, DILL)
         return (CUSTOM,)
 
-    def dumps_with(self, tag: str, obj: Any) -> bytes:
+    def dumps_with(self, tag: str, obj: Any, sink: Collector | None = None) -> bytes:
+        """Serialize with one serializer; with a ``sink``, big buffers go out of band into it."""
+        if sink is not None and tag != CUSTOM:  # a custom transport has no buffer_callback
+            kind = "forking" if tag == PICKLE and self.transport == "pickle" else _OOB_KINDS[tag]
+            return oob_dumps(kind, obj, sink)
         if tag == CUSTOM:
             assert not isinstance(self.transport, str)
             return bytes(self.transport.dumps(obj))
@@ -201,37 +210,43 @@ class Codec:
     def data_tags(self) -> tuple[str, ...]:
         return self.callable_tags()
 
-    def dumps_data(self, obj: Any) -> tuple[str, bytes]:
-        """Serialize arguments or results; ``auto`` falls back per payload."""
+    def dumps_data(self, obj: Any, sink: Collector | None = None) -> tuple[str, bytes]:
+        """Serialize arguments or results; ``auto`` falls back per payload.
+
+        With a ``sink`` (see ``_shm``) buffers above its threshold are left
+        out of the stream and collected there; the sink holds the buffers of
+        the attempt whose bytes are returned.
+        """
         if self.transport != "auto":
             tag = self.data_tags()[0]
-            return tag, self.dumps_with(tag, obj)
+            return tag, self.dumps_with(tag, obj, sink)
         try:
-            data = _pickle_dumps(obj)
+            data = self.dumps_with(PICKLE, obj, sink)
         except Exception as first:  # noqa: BLE001 - C pickle refused: go by value
-            return self._dumps_by_value(obj, first)
+            return self._dumps_by_value(obj, first, sink)
         if _MAIN_MARKER in data:
             try:
-                return CLOUDPICKLE, _cloudpickle_dumps(obj)
+                return CLOUDPICKLE, self.dumps_with(CLOUDPICKLE, obj, sink)
             except Exception:  # noqa: BLE001 - keep the by-reference pickle
-                pass
+                return PICKLE, self.dumps_with(PICKLE, obj, sink)
         return PICKLE, data
 
-    def _dumps_by_value(self, obj: Any, first: BaseException) -> tuple[str, bytes]:
+    def _dumps_by_value(self, obj: Any, first: BaseException, sink: Collector | None) -> tuple[str, bytes]:
         try:
-            return CLOUDPICKLE, _cloudpickle_dumps(obj)
+            return CLOUDPICKLE, self.dumps_with(CLOUDPICKLE, obj, sink)
         except Exception:  # noqa: BLE001
             pass
         try:
-            return DILL, _dill_dumps(obj)
+            return DILL, self.dumps_with(DILL, obj, sink)
         except Exception:  # noqa: BLE001
             raise first from None
 
     # -- both --------------------------------------------------------------
-    def loads(self, tag: str, data: bytes) -> Any:
+    def loads(self, tag: str, data: bytes, buffers: list[Any] | None = None) -> Any:
+        """Load tagged bytes; ``buffers`` are the out-of-band buffers, in order."""
         if tag == DILL:
-            return _dill_loads(data)
+            return _dill_loads(data, buffers)
         if tag == CUSTOM:
             assert not isinstance(self.transport, str)
             return self.transport.loads(data)
-        return pickle.loads(data)
+        return pickle.loads(data, buffers=buffers)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
+from ._shm import ShmConfig, ShmInfo, ShmTask, WorkerLink, remove_prefix
 from ._transports import Codec
 
 # Slot layout: int64 fields.
@@ -64,6 +65,7 @@ class TaskMsg(NamedTuple):
     data_tag: str
     data: bytes
     mode: int  # CALL_ONE: fn(x); CALL_STAR: fn(*x); CALL_KW: fn(*x[0], **x[1])
+    shm: ShmInfo | None = None  # out-of-band buffers of ``data`` (see _shm)
 
 
 class ResultMsg(NamedTuple):
@@ -77,6 +79,7 @@ class ResultMsg(NamedTuple):
     loads_s: float
     dumps_s: float
     call_s: float
+    shm: ShmInfo | None = None  # out-of-band buffers of ``results`` (see _shm)
 
 
 class InitFailedMsg(NamedTuple):
@@ -189,10 +192,12 @@ def _call_tracked(fn: Callable[..., Any], items: Sequence[Any], mode: int, slot:
             append(fn(*item[0], **item[1]))
 
 
-def _dump_results(codec: Codec, results: list[Any]) -> tuple[str, bytes, int, BaseException | None]:
+def _dump_results(
+    codec: Codec, results: list[Any], dump: Callable[[Any], tuple[str, bytes]]
+) -> tuple[str, bytes, int, BaseException | None]:
     """Dump all results; on failure find the first result that will not go."""
     try:
-        tag, data = codec.dumps_data(results)
+        tag, data = dump(results)
         return tag, data, len(results), None
     except Exception:  # noqa: BLE001 - locate the culprit below
         pass
@@ -200,13 +205,24 @@ def _dump_results(codec: Codec, results: list[Any]) -> tuple[str, bytes, int, Ba
         try:
             codec.dumps_data(value)
         except Exception as exc:  # noqa: BLE001
-            tag, data = codec.dumps_data(results[:i])
+            tag, data = dump(results[:i])
             return tag, data, i, exc
     raise SerializationError("results failed to serialize together but not one by one")
 
 
-def run_task(msg: TaskMsg, codec: Codec, cache: FnCache, slot: Any, timed: bool) -> ResultMsg:
+def run_task(
+    msg: TaskMsg, codec: Codec, cache: FnCache, slot: Any, timed: bool, *, shm: WorkerLink | None = None
+) -> ResultMsg:
     """Load, call and dump one chunk; never raises for the task's own errors."""
+    if shm is None:
+        return _run_task(msg, codec, cache, slot, timed, task=None)
+    with shm.running(msg.shm, codec, msg.chunk_id) as task:
+        reply = _run_task(msg, codec, cache, slot, timed, task=task)
+    # task.info is filled once _run_task's frame (and every argument it held) is gone.
+    return reply._replace(shm=task.info)
+
+
+def _run_task(msg: TaskMsg, codec: Codec, cache: FnCache, slot: Any, timed: bool, *, task: ShmTask | None) -> ResultMsg:
     slot[CHUNK] = msg.chunk_id
     slot[OFFSET] = 0
     slot[STARTED_NS] = time.monotonic_ns()
@@ -214,7 +230,7 @@ def run_task(msg: TaskMsg, codec: Codec, cache: FnCache, slot: Any, timed: bool)
     t0 = time.perf_counter()
     try:
         fn = cache.get(codec, msg)
-        items = codec.loads(msg.data_tag, msg.data)
+        items = codec.loads(msg.data_tag, msg.data, None if task is None else task.take_buffers())
     except BaseException as exc:  # noqa: BLE001
         slot[STAGE] = DUMPING
         err_tag, err = dump_exception(codec, exc)
@@ -226,7 +242,7 @@ def run_task(msg: TaskMsg, codec: Codec, cache: FnCache, slot: Any, timed: bool)
     results, call_exc = _call_items(fn, items, msg.mode, slot, timed)
     t2 = time.perf_counter()
     slot[STAGE] = DUMPING
-    res_tag, res, n_ok, dump_exc = _dump_results(codec, results)
+    res_tag, res, n_ok, dump_exc = _dump_results(codec, results, codec.dumps_data if task is None else task.dump)
     err_kind, err_tag, err = ERR_NONE, "p", b""
     if dump_exc is not None:
         err_kind = ERR_DUMP
@@ -247,6 +263,7 @@ class WorkerSpec:
     init: tuple[str, bytes, str, bytes] | None  # fn tag, fn bytes, args tag, args bytes
     max_tasks: int | None
     timed: bool
+    shm: ShmConfig | None = None  # large buffers out of band (see _shm); None: in-band
 
 
 def _run_initializer(spec: WorkerSpec) -> None:
@@ -260,7 +277,7 @@ def _run_initializer(spec: WorkerSpec) -> None:
 _PARENT_POLL_S = 0.2
 
 
-def _watch_parent() -> None:
+def _watch_parent(on_orphan: Callable[[], None] | None = None) -> None:
     """Exit when the parent process dies, even while a task is running.
 
     Under fork a worker inherits the parent-side ends of its siblings' pipes
@@ -273,6 +290,8 @@ def _watch_parent() -> None:
         while True:
             time.sleep(_PARENT_POLL_S)
             if os.getppid() != parent:
+                if on_orphan is not None:
+                    on_orphan()
                 os._exit(1)
 
     threading.Thread(target=watch, name="parallelpickle-parent-watch", daemon=True).start()
@@ -284,7 +303,9 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
         # Ctrl-C goes to the whole process group; the parent decides, and
         # kills the workers itself (no tracebacks from every worker).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _watch_parent()
+        shm_cfg = spec.shm
+        # An orphan removes its pool's segments: nobody else is left to.
+        _watch_parent(None if shm_cfg is None else lambda: remove_prefix(shm_cfg.prefix))
     slot = memoryview(slot_raw).cast("B").cast("q")
     slot[PID] = os.getpid()
     codec = spec.codec
@@ -297,6 +318,19 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
             conn.send_bytes(pickle.dumps(InitFailedMsg(tag, err), 5))
             return
         slot[STAGE] = IDLE
+    link = WorkerLink(spec.shm) if spec.shm is not None else None
+    parent_gone = False
+    try:
+        parent_gone = _serve_loop(conn, slot, spec, link)
+    finally:
+        if link is not None:
+            link.close()
+            if parent_gone and in_process:
+                remove_prefix(link.cfg.prefix)  # nobody else is left to
+
+
+def _serve_loop(conn: Any, slot: Any, spec: WorkerSpec, link: WorkerLink | None) -> bool:
+    """Serve tasks; True when the parent's end of the pipe closed without a STOP."""
     cache = FnCache()
     done = 0
     dumps = pickle.dumps
@@ -304,10 +338,11 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
         try:
             raw = conn.recv_bytes()
         except (EOFError, OSError):
-            return
+            return True
         if raw == STOP:
-            return
+            return False
         msg = pickle.loads(raw)
-        reply = run_task(msg, codec, cache, slot, spec.timed)
+        reply = run_task(msg, spec.codec, cache, slot, spec.timed, shm=link)
         conn.send_bytes(dumps(reply, 5))
         done += 1
+    return False
