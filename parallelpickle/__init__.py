@@ -10,6 +10,7 @@ Public API (everything else is private)::
 
 from __future__ import annotations
 
+from ._checker import Problem, Report, check, explain
 from ._errors import (
     ParallelPickleError,
     PoolClosedError,
@@ -29,10 +30,14 @@ __all__ = [
     "Pool",
     "PoolClosedError",
     "PoolStats",
+    "Problem",
+    "Report",
     "RemoteError",
     "SerializationError",
     "TaskTimeoutError",
     "Transport",
     "WorkerCrashedError",
     "__version__",
+    "check",
+    "explain",
 ]
