@@ -54,6 +54,8 @@ def _ratios(res: Results, name: str, *, op: str = "total", kind: str = "data") -
 
 def _span(values: dict[str, float]) -> str:
     lo, hi = min(values, key=values.__getitem__), max(values, key=values.__getitem__)
+    if lo == hi:
+        return f"{values[lo]:.1f}x ({lo})"
     return f"{values[lo]:.1f}x ({lo}) to {values[hi]:.1f}x ({hi})"
 
 
