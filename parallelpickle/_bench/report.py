@@ -190,7 +190,7 @@ def text(res: Results, answers: list[Answer]) -> str:
     if notes.items:
         out += ["", "Errors (x[n] in the tables):"]
         out += [f"  [{i}] {e}" for i, e in enumerate(notes.items, 1)]
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def _version(name: str) -> str | None:
