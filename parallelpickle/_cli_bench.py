@@ -1,57 +1,78 @@
-"""``parallelpickle bench``: compare the transports on a default workload."""
+"""``parallelpickle bench``: serializers, compression and pools, with a report.
+
+Parses the options, checks them before anything runs, hands a
+:class:`~parallelpickle._bench.suite.Config` to the suite, then prints the
+terminal report and writes ``--json`` / ``--plot`` when asked. The default
+(full) run takes several minutes on two cores and shows a progress bar;
+``--quick`` takes about a minute.
+"""
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import json
+import sys
 from typing import Any
 
-from ._pool import Pool
-
-TRANSPORTS = ("pickle", "dill", "cloudpickle", "auto")
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("bench", help="compare the transports on default workloads")
-    p.add_argument("--quick", action="store_true", help="fewer items and repeats")
-    p.add_argument("--workers", type=int, default=2)
+    from ._bench.suite import SECTIONS
+
+    p: argparse.ArgumentParser = sub.add_parser(
+        "bench",
+        help="measure what each serializer and pool costs",
+        description="Measure serializers x payloads, compression, and pools x workloads; "
+        "print tables with ratios to C pickle and test what tutorials claim.",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller payloads and fewer rounds (about a minute)")
+    size.add_argument("--scale", choices=("tiny", "quick", "full"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", metavar="PATH", help="write every figure, with machine and versions, as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes per pool (default 2)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _square(x: int) -> int:
-    return x * x
-
-
-def _median_s(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _check(args: argparse.Namespace) -> str | None:
+    """The first problem with the options, or None; checked before anything runs."""
+    if args.workers < 1:
+        return f"--workers must be >= 1, got {args.workers}"
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib: pip install 'parallelpickle[bench]'"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    n = 20_000 if args.quick else 100_000
-    repeats = 3 if args.quick else 5
-    offset = 1
-    workloads: dict[str, Callable[[Pool], object]] = {
-        f"module function x{n}": lambda pool: pool.map(_square, range(n)),
-        f"lambda x{n}": lambda pool: pool.map(lambda x: x + offset, range(n)),
-    }
-    rows = []
-    for name in TRANSPORTS:
-        with Pool(args.workers, transport=name) as pool:
-            for label, work in workloads.items():
-                try:
-                    work(pool)  # warm up: workers started, callable cached
-                    seconds = _median_s(lambda w=work, p=pool: w(p), repeats)  # type: ignore[misc]
-                    rows.append((name, label, f"{seconds * 1e3:9.1f} ms"))
-                except Exception as exc:  # noqa: BLE001 - shown, not hidden
-                    rows.append((name, label, f"fails: {type(exc).__name__}"))
-    width = max(len(r[1]) for r in rows)
-    print(f"{'transport':<12} {'workload':<{width}} {'median':>12}")
-    for name, label, value in rows:
-        print(f"{name:<12} {label:<{width}} {value:>12}")
+    from ._bench import answers, report
+    from ._bench.payloads import SCALES
+    from ._bench.suite import Config, run_suite
+
+    problem = _check(args)
+    if problem:
+        print(f"parallelpickle bench: error: {problem}", file=sys.stderr)
+        return 2
+    scale = SCALES[args.scale or ("quick" if args.quick else "full")]
+    progress = not args.no_progress
+    if progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            progress = False
+    config = Config(scale, workers=args.workers, only=tuple(args.only), progress=progress)
+    res = run_suite(config)
+    found = answers.answer_all(res)
+    print(report.text(res, found))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_json(res, found), f, indent=1)
+        print(f"\nJSON written to {args.json}")
+    if args.plot:
+        report.plot(res, args.plot)
+        print(f"chart written to {args.plot}")
     return 0
