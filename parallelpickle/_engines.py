@@ -164,6 +164,9 @@ class _WorkerBase:
     def alive(self) -> bool:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Free what the ended worker still holds (nothing for a thread)."""
+
 
 class _ProcessWorker(_WorkerBase):
     def __init__(self, ctx: Any, spec: WorkerSpec, name: str) -> None:
@@ -174,22 +177,35 @@ class _ProcessWorker(_WorkerBase):
         self.process.start()
         child.close()
         self.sentinel = self.process.sentinel
+        self._final_exitcode: int | None = None
+        self._released = False
         self.start_sender()
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        if not self._released and self.process.is_alive():
             self.process.kill()
 
     def join(self, timeout: float) -> None:
-        self.process.join(timeout)
+        if not self._released:
+            self.process.join(timeout)
 
     @property
     def exitcode(self) -> int | None:
+        if self._released:
+            return self._final_exitcode
         code: int | None = self.process.exitcode
         return code
 
     def alive(self) -> bool:
-        return bool(self.process.is_alive())
+        return not self._released and bool(self.process.is_alive())
+
+    def release(self) -> None:
+        """Close the ended process's sentinel now, not whenever a cycle is collected."""
+        if self._released or self.process.exitcode is None:
+            return
+        self._final_exitcode = self.process.exitcode
+        self._released = True
+        self.process.close()
 
 
 class _SocketConn:
@@ -641,6 +657,7 @@ class LocalEngine:
             self.shm.worker_gone(w, pid, [chunk.cid for chunk in w.pending])
         self._fail_pending(w)
         self._count_startup_death(w)
+        w.release()
         if not self._terminating and self.broken is None:
             self._workers.append(self._new_worker())
 
@@ -757,6 +774,7 @@ class LocalEngine:
                 w.conn.close()
             except OSError:
                 pass
+            w.release()
         self._workers.clear()
 
     def _close_fds(self) -> None:
