@@ -67,7 +67,7 @@ def _cpickle(res: Results) -> Answer:
     top = max(*dumps.values(), *loads.values())
     verdict = "holds" if top >= 500 else "partly" if top >= 100 else "does not hold"
     summary = (
-        f"the pure-Python pickler is {_span(dumps)} slower at dumps and {_span(loads)} at loads than C pickle; "
+        f"the pure-Python pickler takes {_span(dumps)} C pickle's time at dumps and {_span(loads)} at loads; "
         f"the 1000x dates from Python 2's protocol 0"
     )
     return Answer(claim, verdict, summary, {"dumps_ratio": dumps, "loads_ratio": loads, "max_ratio": top})
