@@ -72,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             progress = False
     config = Config(scale, workers=args.workers, only=tuple(args.only), progress=progress)
-    res = run_suite(config)
+    try:
+        res = run_suite(config)
+    except KeyboardInterrupt:
+        # The pools are already closed (run_pools closes them on the way out); no traceback for a Ctrl-C.
+        print("parallelpickle bench: interrupted", file=sys.stderr)
+        return 130
     found = answers.answer_all(res)
     print(report.text(res, found))
     if args.json:
