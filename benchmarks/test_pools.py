@@ -62,7 +62,7 @@ def test_pool(
     if pool.needs and importlib.util.find_spec(pool.needs) is None:
         pytest.skip(f"{pool.needs} is not installed (optional peer)")
     if runner in PICKLE_ONLY and workload in ("lambda", "closure"):
-        with pytest.raises(Exception, match="pickle"):
+        with pytest.raises(Exception, match=r"pickle|local object"):  # 3.13 says "Can't get local object"
             pool.map(work.fn, work.items)
         return
     benchmark: Any = request.getfixturevalue("benchmark")  # only cases that run are benchmarks

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -40,6 +41,12 @@ def _check(args: argparse.Namespace) -> str | None:
     """The first problem with the options, or None; checked before anything runs."""
     if args.workers < 1:
         return f"--workers must be >= 1, got {args.workers}"
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            return f"{option} {path}: cannot write there (no such folder, or not writable)"
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -65,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             progress = False
     config = Config(scale, workers=args.workers, only=tuple(args.only), progress=progress)
-    res = run_suite(config)
+    try:
+        res = run_suite(config)
+    except KeyboardInterrupt:
+        # The pools are already closed (run_pools closes them on the way out); no traceback for a Ctrl-C.
+        print("parallelpickle bench: interrupted", file=sys.stderr)
+        return 130
     found = answers.answer_all(res)
     print(report.text(res, found))
     if args.json:

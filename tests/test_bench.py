@@ -220,6 +220,8 @@ def test_cli_tiny_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_cli_rejects_bad_options_before_running(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--workers", "0", "--no-progress"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+    assert cli.main(["bench", "--no-progress", "--json", "/no/such/folder/b.json"]) == 2
+    assert "--json /no/such/folder/b.json: cannot write there" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "--only", "everything"])
     assert exc.value.code == 2

@@ -8,12 +8,14 @@ Data flow::
                                runner.map(fn, items) ─▶ wall seconds (+ pool.stats delta)
                          ──▶ PoolRow: tasks/s, MB/s, serialization share
 
-Every runner is started once, on first use, and kept for the whole section,
+Every pool is started once, on first use, and kept for the whole section,
 so pool start-up is not timed (the warm-up repeat absorbs imports, worker
-start and parallelpickle's per-worker callable cache). Each runner calls its
-library's ordinary ``map`` with that library's defaults, except loky, whose
-``Executor.map`` would otherwise send one item per message; it gets the
-chunk size ``multiprocessing.Pool.map`` would pick. A runner whose library
+start and parallelpickle's per-worker callable cache). mpire and joblib are
+used the way their documentation shows, one pool object per call (joblib
+keeps its workers between calls by itself; mpire starts its own each call).
+Each runner calls its library's ordinary ``map`` with that library's
+defaults, except loky, whose ``Executor.map`` would otherwise send one item
+per message; it gets the chunk size ``multiprocessing.Pool.map`` would pick. A runner whose library
 is not installed is reported as such; a runner that cannot carry a workload
 (stdlib pickle and a lambda) is reported with its error, never dropped.
 """

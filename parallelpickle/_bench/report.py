@@ -68,7 +68,8 @@ def _ser_cell(row: SerRow | None, base: float | None, value: float | None, notes
         return "?"
     if not base:  # the baseline cannot carry it: absolute figures
         return _seconds(value).replace(" ", "") if is_time else _bytes(value).replace(" ", "")
-    return f"{value / base:.2f}" + ("!=" if row.roundtrip == "differs" else "")
+    ratio = value / base
+    return (f"{ratio:.2f}" if ratio >= 0.01 else "<0.01") + ("!=" if row.roundtrip == "differs" else "")
 
 
 def _ser_table(res: Results, what: str, notes: _Notes) -> list[str]:
