@@ -77,6 +77,7 @@ __all__ = [
     "WorkerLink",
     "available",
     "oob_dumps",
+    "remove_if_orphaned",
     "remove_prefix",
     "shm_config",
     "sweep_stale",
@@ -162,7 +163,23 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (dead, not yet reaped) still answers signal 0
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_if_orphaned(prefix: str) -> None:
+    """Unlink a pool's segments when the process that owns them has died.
+
+    A worker's pipe can close while the pool's process lives on (it replaced
+    or stopped that worker), so an EOF alone must not remove segments other
+    workers are still reading.
+    """
+    match = _OWN_NAME.match(prefix)
+    if match and not _alive(int(match.group(1))):
+        remove_prefix(prefix)
 
 
 def sweep_stale() -> None:

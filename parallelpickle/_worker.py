@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
-from ._shm import ShmConfig, ShmInfo, ShmTask, WorkerLink, remove_prefix
+from ._shm import ShmConfig, ShmInfo, ShmTask, WorkerLink, remove_if_orphaned
 from ._transports import Codec
 
 # Slot layout: int64 fields.
@@ -216,6 +216,10 @@ def run_task(
     """Load, call and dump one chunk; never raises for the task's own errors."""
     if shm is None:
         return _run_task(msg, codec, cache, slot, timed, task=None)
+    # Mapping the chunk's buffers is part of loading it: if that kills the
+    # worker, the chunk fails instead of being retried on worker after worker.
+    slot[CHUNK] = msg.chunk_id
+    slot[STAGE] = LOADING
     with shm.running(msg.shm, codec, msg.chunk_id) as task:
         reply = _run_task(msg, codec, cache, slot, timed, task=task)
     # task.info is filled once _run_task's frame (and every argument it held) is gone.
@@ -305,7 +309,7 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         shm_cfg = spec.shm
         # An orphan removes its pool's segments: nobody else is left to.
-        _watch_parent(None if shm_cfg is None else lambda: remove_prefix(shm_cfg.prefix))
+        _watch_parent(None if shm_cfg is None else lambda: remove_if_orphaned(shm_cfg.prefix))
     slot = memoryview(slot_raw).cast("B").cast("q")
     slot[PID] = os.getpid()
     codec = spec.codec
@@ -326,7 +330,7 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
         if link is not None:
             link.close()
             if parent_gone and in_process:
-                remove_prefix(link.cfg.prefix)  # nobody else is left to
+                remove_if_orphaned(link.cfg.prefix)  # nobody else is left to
 
 
 def _serve_loop(conn: Any, slot: Any, spec: WorkerSpec, link: WorkerLink | None) -> bool:

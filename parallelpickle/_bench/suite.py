@@ -71,7 +71,10 @@ def _progress(enabled: bool) -> Iterator[_Progress]:
         return
     from tqdm import tqdm
 
-    with tqdm(total=0, desc="building payloads", unit="case", dynamic_ncols=True) as bar:
+    # No monitor thread: the pools measured next would fork a multi-threaded
+    # parent, and the thread would outlive the run (see _progress).
+    bar_class: Any = type("BenchBar", (tqdm,), {"monitor_interval": 0})
+    with bar_class(total=0, desc="building payloads", unit="case", dynamic_ncols=True) as bar:
         yield _Progress(bar)
 
 
