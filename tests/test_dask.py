@@ -9,6 +9,7 @@ start their own cluster or scheduler do so only to watch it being stopped
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ TRANSPORTS: list[Any] = ["pickle", "dill", "cloudpickle", "auto", helpers.UPPER]
 IDS = ["pickle", "dill", "cloudpickle", "auto", "custom"]
 WAIT_S = 120.0  # generous: the machine is shared; nothing here should come near it
 ROOT = Path(__file__).resolve().parent.parent
+_NO_FORK = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _children() -> set[int]:
@@ -114,7 +116,9 @@ def test_transport_keeps_its_meaning(dpool: Pool) -> None:
         with pytest.raises(SerializationError) as on_dask:
             dpool.map(fn, range(3))
         assert dpool.stats.tasks == before.tasks  # refused before anything was submitted
-        with Pool(1, transport=dpool._codec.transport) as local, pytest.raises(SerializationError) as on_processes:
+        # forkserver: this process runs Dask's threads, and fork() from a threaded process is unsafe.
+        local = Pool(1, transport=dpool._codec.transport, start_method=_NO_FORK)
+        with local, pytest.raises(SerializationError) as on_processes:
             local.map(fn, range(3))
         assert str(on_dask.value) == str(on_processes.value)
         assert "lambda" in str(on_dask.value)
