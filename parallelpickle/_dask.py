@@ -34,6 +34,7 @@ import pickle
 import re
 import uuid
 from collections import deque
+from concurrent.futures import CancelledError
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -295,17 +296,8 @@ class DaskEngine(LocalEngine):
             return
         job.finish_chunk(chunk)
         what = "the submitted call" if job.kind == "future" else chunk.describe()
-        if _is_killed_worker(exc):
-            err = WorkerCrashedError(f"Dask workers died while running {what}: {exc}", index=chunk.start)
-            note = f"parallelpickle: {what} was running when its Dask worker ended"
-        else:
-            err = WorkerCrashedError(
-                f"Dask could not run the task for {what}: {type(exc).__name__}: {exc} "
-                "(the scheduler and the workers need parallelpickle and the packages your callable uses)",
-                index=chunk.start,
-            )
-            err.__cause__ = exc
-            note = f"parallelpickle: the Dask task for {what} failed outside the call"
+        err, note = _crash_error(what, exc)
+        err.index = chunk.start
         job.fail(chunk.start, err, note)
 
     # -- stopping ------------------------------------------------------------
@@ -342,9 +334,33 @@ def _is_killed_worker(exc: BaseException) -> bool:
     return isinstance(exc, KilledWorker)
 
 
+def _crash_error(what: str, exc: BaseException) -> tuple[WorkerCrashedError, str]:
+    """The error (and note) for a Dask task that ended without running to its end."""
+    if _is_killed_worker(exc):
+        return (
+            WorkerCrashedError(f"Dask workers died while running {what}: {exc}"),
+            f"parallelpickle: {what} was running when its Dask worker ended",
+        )
+    if isinstance(exc, CancelledError):
+        err = WorkerCrashedError(
+            f"Dask cancelled the task for {what} ({exc}): the connection to the scheduler was lost, "
+            "or the cluster was shut down"
+        )
+        note = f"parallelpickle: {what} did not finish on the cluster"
+    else:
+        err = WorkerCrashedError(
+            f"Dask could not run the task for {what}: {type(exc).__name__}: {exc} "
+            "(the scheduler and the workers need parallelpickle and the packages your callable uses)"
+        )
+        note = f"parallelpickle: the Dask task for {what} failed outside the call"
+    err.__cause__ = exc
+    return err, note
+
+
 def _exception_of(future: Any) -> BaseException:
+    """What an erred or cancelled Dask future holds (cancelled: the reason, in a CancelledError)."""
     try:
-        exc = future.exception()
-    except BaseException as cancelled:  # noqa: BLE001 - a cancelled future raises CancelledError
-        return cancelled
-    return exc if isinstance(exc, BaseException) else RuntimeError(f"Dask task ended as {future.status!r}")
+        future.result()
+    except BaseException as exc:  # noqa: BLE001 - the exception is the answer
+        return exc
+    return RuntimeError(f"Dask task ended as {future.status!r}")

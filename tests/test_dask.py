@@ -218,6 +218,15 @@ def test_scheduler_and_worker_started_by_hand(tmp_path: Path) -> None:
             assert pool.map(lambda x: x * 2, range(5), timeout=WAIT_S) == [0, 2, 4, 6, 8]
         pool.join()
         assert scheduler.poll() is None and worker.poll() is None  # the pool never stops them
+        # Losing the scheduler fails the call in progress; nothing waits forever.
+        lost = Pool(1, backend="dask", address=address, transport="cloudpickle")
+        results = lost.imap(helpers.sleep_return, [0.1] * 100, chunksize=1)
+        assert next(results) == 0.1
+        scheduler.kill()
+        scheduler.wait()
+        with pytest.raises(WorkerCrashedError, match="cancelled"):
+            list(results)
+        lost.terminate()
     finally:
         for proc in (worker, scheduler):
             if proc is not None:
