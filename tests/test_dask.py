@@ -147,6 +147,16 @@ def test_serialization_failures_name_the_item(dpool: Pool) -> None:
     assert dpool.map(helpers.inc, [1, 2]) == [2, 3]  # the pool is still usable
 
 
+def test_closing_imap_cancels_the_rest(owned: Pool) -> None:
+    results = owned.imap(helpers.sleep_return, [0.2] * 40, chunksize=1)
+    assert next(results) == 0.2
+    results.close()
+    sent = owned.stats.tasks
+    assert owned.map(helpers.inc, range(3), timeout=WAIT_S) == [1, 2, 3]
+    assert owned.stats.tasks == sent + 3  # nothing more of the closed iterator was sent
+    assert owned._engine._running == {}  # type: ignore[union-attr]  # its Dask futures were cancelled
+
+
 def test_large_chunks_are_scattered_not_put_in_the_graph(owned: Pool) -> None:
     blob = b"x" * (2 << 20)  # over the 1 MiB scatter threshold
     with warnings.catch_warnings():
