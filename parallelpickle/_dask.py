@@ -18,11 +18,14 @@ the parent with the same :class:`SerializationError` as on processes, instead
 of being carried by Dask's own cloudpickle.
 
 A Dask task costs milliseconds of scheduling, so items travel in chunks (the
-same chunk sizes as the process backend). A worker that dies is restarted by
+same chunk sizes as the process backend); a payload over 1 MiB is scattered to
+a worker rather than put in the task graph. A worker that dies is restarted by
 its nanny and the scheduler retries the task on another worker up to its
-``allowed_failures``; after that the task ends in ``KilledWorker``, which the
-engine turns into :class:`WorkerCrashedError` naming the item (a chunk of
-several items is first re-run one item per task, as the process engine does).
+``allowed_failures``; after that the task ends in ``KilledWorker``. As that
+also hits tasks that only waited on the dying worker, the engine re-runs the
+items of such a task one per task, each with nothing else in flight, and turns
+a ``KilledWorker`` of a lone single item into :class:`WorkerCrashedError`
+naming it. A lost scheduler cancels the futures: the call fails, nothing waits.
 """
 
 from __future__ import annotations

@@ -303,3 +303,9 @@ def test_bad_arguments_fail_before_anything_starts(kwargs: dict[str, Any], error
 def test_address_needs_the_dask_backend() -> None:
     with pytest.raises(ValueError, match="address"):
         Pool(2, address="tcp://127.0.0.1:8786")
+
+
+def test_missing_distributed_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"parallelpickle\[dask\]"):
+        Pool(2, backend="dask")
