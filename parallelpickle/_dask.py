@@ -226,7 +226,10 @@ class DaskEngine(LocalEngine):
             self._suspects.discard(chunk.cid)
             chunk.job.finish_chunk(chunk)
             futures.append(future)
-        self._client.cancel(futures)
+        try:
+            self._client.cancel(futures)
+        except Exception:  # noqa: BLE001 - nothing to cancel where the scheduler is gone
+            pass
 
     def _collect(self) -> None:
         finished: list[tuple[Chunk, Any]] = []
