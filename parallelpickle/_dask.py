@@ -134,16 +134,7 @@ class DaskEngine(LocalEngine):
         # Typed as Any: distributed's own annotations are partial and vary by version.
         distributed: Any = importlib.import_module("distributed")
         if self._address is None:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.cfg.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                # Without a dashboard the scheduler still serves health routes over
-                # HTTP, by default on port 8787: a free loopback port lets pools coexist.
-                scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard_address": "127.0.0.1:0"},
-            )
+            self._cluster = _local_cluster(distributed, self.cfg.workers)
             try:
                 self._client = distributed.Client(self._cluster, set_as_default=False)
             except BaseException:
@@ -327,6 +318,27 @@ class DaskEngine(LocalEngine):
                 cluster.close(timeout=_CLOSE_TIMEOUT_S)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """The pool's own cluster: worker processes of one thread each, on loopback only."""
+    try:
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            # Without a dashboard the scheduler still serves health routes over
+            # HTTP, by default on port 8787: a free loopback port lets pools coexist.
+            scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard_address": "127.0.0.1:0"},
+        )
+    except Exception as exc:
+        raise WorkerCrashedError(
+            f"the Dask LocalCluster could not start its workers ({type(exc).__name__}: {exc}); Dask starts "
+            "them with spawn, which imports your main module again: in a script, create the pool under "
+            "`if __name__ == '__main__':`"
+        ) from exc
 
 
 async def _stop_nannies(nannies: list[Any]) -> None:

@@ -250,6 +250,17 @@ def test_scheduler_and_worker_started_by_hand(tmp_path: Path) -> None:
                     proc.wait()
 
 
+def test_unguarded_script_fails_with_a_hint(tmp_path: Path) -> None:
+    """Dask spawns its workers: a script that makes a pool at import time must not hang."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from parallelpickle import Pool\nPool(1, backend='dask').map(abs, [-1])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode != 0
+    assert "WorkerCrashedError" in done.stderr
+    assert "if __name__ == '__main__':" in done.stderr
+
+
 # -- crashes ----------------------------------------------------------------------
 def test_worker_killed_mid_task_names_the_item(owned: Pool) -> None:
     items = ["none"] * 5 + ["sigkill"] + ["none"] * 2
