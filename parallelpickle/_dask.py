@@ -37,12 +37,13 @@ import pickle
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from multiprocessing.connection import wait
 from typing import Any
 
 from ._engines import EngineConfig, LocalEngine
-from ._errors import WorkerCrashedError
+from ._errors import WorkerCrashedError, add_note
 from ._jobs import Chunk
 from ._stats import StatsCounter
 from ._worker import SLOT_SIZE, FnCache, ResultMsg, TaskMsg, run_task
@@ -110,11 +111,6 @@ class DaskEngine(LocalEngine):
     """
 
     def __init__(self, cfg: EngineConfig, stats: StatsCounter, address: str | None, *, workers_given: bool) -> None:
-        if cfg.spec.init is not None:
-            raise ValueError(
-                "initializer is not supported with backend='dask'; set up state inside the mapped "
-                "function or register a Dask worker plugin"
-            )
         self._address = address
         self._workers_given = workers_given
         self._cluster: Any = None
@@ -126,6 +122,7 @@ class DaskEngine(LocalEngine):
         self._suspects: set[int] = set()
         self._alone: set[int] = set()
         self._key_prefix = f"parallelpickle-{uuid.uuid4().hex}"
+        self._plugin_name = f"{self._key_prefix}-initializer"
         self.workers = cfg.workers
         super().__init__(cfg, stats)
 
@@ -140,14 +137,32 @@ class DaskEngine(LocalEngine):
             except BaseException:
                 self._cluster.close()
                 raise
-            return
+        else:
+            try:
+                self._client = distributed.Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+            except OSError as exc:
+                raise ConnectionError(f"cannot reach a dask scheduler at address={self._address!r}: {exc}") from exc
+            if not self._workers_given:
+                # Plan chunks and in-flight tasks for the threads the cluster has now.
+                self.workers = max(1, sum(self._client.nthreads().values()))
+        if self.cfg.spec.init is not None:
+            self._register_initializer(self.cfg.spec.init)
+
+    def _register_initializer(self, init: tuple[str, bytes, str, bytes]) -> None:
+        """Run the initializer in every worker, now and in those that join later.
+
+        A failure breaks the pool, as on processes: calls raise WorkerCrashedError.
+        """
+        from ._dask_init import InitializerFailed, InitializerPlugin, load_failure
+
+        plugin = InitializerPlugin(pickle.dumps((self.cfg.codec, init), 5))
         try:
-            self._client = distributed.Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
-        except OSError as exc:
-            raise ConnectionError(f"cannot reach a dask scheduler at address={self._address!r}: {exc}") from exc
-        if not self._workers_given:
-            # Plan chunks and in-flight tasks for the threads the cluster has now.
-            self.workers = max(1, sum(self._client.nthreads().values()))
+            self._client.register_plugin(plugin, name=self._plugin_name)
+        except InitializerFailed as failed:
+            exc = load_failure(self.cfg.codec, failed)
+            add_note(exc, "parallelpickle: raised by the pool's initializer in a Dask worker; the pool is broken")
+            self.broken = exc
+            self._terminating = True
 
     def worker_pids(self) -> list[int]:
         client = self._client
@@ -305,19 +320,25 @@ class DaskEngine(LocalEngine):
         self._client = self._cluster = None
         # Errors while closing must not keep the engine from ending its jobs.
         if client is not None:
-            try:
-                if futures:
-                    client.cancel(futures)
-                client.close(timeout=_CLOSE_TIMEOUT_S)
-            except Exception:  # noqa: BLE001
-                pass
+            steps = [lambda: client.cancel(futures)] if futures else []
+            if self.cfg.spec.init is not None and cluster is None:
+                # Somebody else's cluster: workers that join later must not run this pool's initializer.
+                steps.append(lambda: client.unregister_worker_plugin(self._plugin_name))
+            steps.append(lambda: client.close(timeout=_CLOSE_TIMEOUT_S))
+            _each(steps)
         if cluster is not None:  # only a cluster this pool started; never a remote one
-            try:
-                if not graceful:
-                    cluster.sync(_stop_nannies, list(cluster.workers.values()))
-                cluster.close(timeout=_CLOSE_TIMEOUT_S)
-            except Exception:  # noqa: BLE001
-                pass
+            steps = [] if graceful else [lambda: cluster.sync(_stop_nannies, list(cluster.workers.values()))]
+            steps.append(lambda: cluster.close(timeout=_CLOSE_TIMEOUT_S))
+            _each(steps)
+
+
+def _each(steps: list[Callable[[], object]]) -> None:
+    """Run every step of a shutdown, whatever the ones before it raised."""
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - shutting down: keep going
+            pass
 
 
 def _local_cluster(distributed: Any, workers: int) -> Any:
