@@ -26,6 +26,7 @@ also hits tasks that only waited on the dying worker, the engine re-runs the
 items of such a task one per task, each with nothing else in flight, and turns
 a ``KilledWorker`` of a lone single item into :class:`WorkerCrashedError`
 naming it. A lost scheduler cancels the futures: the call fails, nothing waits.
+The ``initializer`` runs through a worker plugin (see ``_dask_init``).
 """
 
 from __future__ import annotations
@@ -128,15 +129,20 @@ class DaskEngine(LocalEngine):
 
     # -- starting ------------------------------------------------------------
     def _start_workers(self) -> None:
+        try:
+            self._connect()
+            if self.cfg.spec.init is not None:
+                self._register_initializer(self.cfg.spec.init)
+        except BaseException:
+            self._shutdown_workers(graceful=False)  # whatever was started before the failure
+            raise
+
+    def _connect(self) -> None:
         # Typed as Any: distributed's own annotations are partial and vary by version.
         distributed: Any = importlib.import_module("distributed")
         if self._address is None:
             self._cluster = _local_cluster(distributed, self.cfg.workers)
-            try:
-                self._client = distributed.Client(self._cluster, set_as_default=False)
-            except BaseException:
-                self._cluster.close()
-                raise
+            self._client = distributed.Client(self._cluster, set_as_default=False)
         else:
             try:
                 self._client = distributed.Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
@@ -145,8 +151,6 @@ class DaskEngine(LocalEngine):
             if not self._workers_given:
                 # Plan chunks and in-flight tasks for the threads the cluster has now.
                 self.workers = max(1, sum(self._client.nthreads().values()))
-        if self.cfg.spec.init is not None:
-            self._register_initializer(self.cfg.spec.init)
 
     def _register_initializer(self, init: tuple[str, bytes, str, bytes]) -> None:
         """Run the initializer in every worker, now and in those that join later.

@@ -173,26 +173,31 @@ def test_initializer_runs_in_every_worker(address: str, transport: Any) -> None:
         assert init.map(helpers.get_state, range(8), chunksize=1) == [name] * 8
 
 
-def test_raising_initializer_breaks_the_pool(address: str) -> None:
-    with Pool(backend="dask", address=address, initializer=faults.raising_initializer) as pool:
+@pytest.mark.parametrize("own", [False, True], ids=["by-address", "own-cluster"])
+def test_raising_initializer_breaks_the_pool(address: str, own: bool) -> None:
+    before = _children()
+    where = {} if own else {"address": address}
+    with Pool(1, backend="dask", initializer=faults.raising_initializer, **where) as pool:
         with pytest.raises(WorkerCrashedError) as info:
             pool.submit(faults.identity, 1)
         original = info.value.__cause__
         assert isinstance(original, faults.InjectedError)
         assert isinstance(original.__cause__, RemoteTraceback)
         assert "initializer refused" in str(original)
+    pool.join()
+    assert _wait_gone(list(_children() - before)) == []
 
 
 # -- the cluster: owned, or somebody else's -------------------------------------
 @pytest.mark.parametrize("end", ["with", "shutdown", "close_join", "terminate"])
 def test_owned_cluster_ends_with_the_pool(end: str) -> None:
     before = _children()
-    pool = Pool(1, backend="dask", transport="cloudpickle")
+    pool = Pool(1, backend="dask", transport="cloudpickle", initializer=helpers.set_state, initargs=("own",))
     pids = pool._engine.worker_pids()  # type: ignore[union-attr]
     assert len(pids) == 1 and set(pids) <= _children()
     if end == "with":
         with pool:
-            assert pool.map(helpers.inc, [1, 2]) == [2, 3]
+            assert pool.map(helpers.get_state, [1, 2]) == ["own", "own"]
     elif end == "shutdown":
         pool.submit(helpers.sleep_return, 0.1)
         pool.shutdown(wait=True)
