@@ -17,6 +17,7 @@ per-item Dask run is cut down to a few dozen tasks.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ WORKERS = 2
 PER_TASK_N = 1_000
 PER_TASK_N_SMOKE = 50
 GOAL_S = 3.0
+_HAS_FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
 
 
 def module_inc(x: int) -> int:
@@ -44,10 +46,11 @@ LAMBDA: Callable[[int], int] = lambda x: x + 1  # noqa: E731 - the point of the 
 def pools() -> Iterator[dict[str, Any]]:
     from distributed import Client
 
+    # Not fork: Dask's threads (this module's or an earlier one's) make fork() unsafe.
+    process = Pool(WORKERS, transport="auto", start_method="forkserver" if _HAS_FORKSERVER else "spawn")
     dask_auto = Pool(WORKERS, backend="dask", transport="auto")
     address = dask_auto._engine._cluster.scheduler_address  # type: ignore[union-attr]
     dask_pickle = Pool(WORKERS, backend="dask", address=address, transport="pickle")
-    process = Pool(WORKERS, transport="auto")
     client = Client(address, set_as_default=False)
     yield {"dask_auto": dask_auto, "dask_pickle": dask_pickle, "process": process, "client": client}
     client.close()

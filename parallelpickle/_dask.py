@@ -18,11 +18,15 @@ the parent with the same :class:`SerializationError` as on processes, instead
 of being carried by Dask's own cloudpickle.
 
 A Dask task costs milliseconds of scheduling, so items travel in chunks (the
-same chunk sizes as the process backend). A worker that dies is restarted by
+same chunk sizes as the process backend); a payload over 1 MiB is scattered to
+a worker rather than put in the task graph. A worker that dies is restarted by
 its nanny and the scheduler retries the task on another worker up to its
-``allowed_failures``; after that the task ends in ``KilledWorker``, which the
-engine turns into :class:`WorkerCrashedError` naming the item (a chunk of
-several items is first re-run one item per task, as the process engine does).
+``allowed_failures``; after that the task ends in ``KilledWorker``. As that
+also hits tasks that only waited on the dying worker, the engine re-runs the
+items of such a task one per task, each with nothing else in flight, and turns
+a ``KilledWorker`` of a lone single item into :class:`WorkerCrashedError`
+naming it. A lost scheduler cancels the futures: the call fails, nothing waits.
+The ``initializer`` runs through a worker plugin (see ``_dask_init``).
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ import pickle
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError
 from multiprocessing.connection import wait
 from typing import Any
 
 from ._engines import EngineConfig, LocalEngine
-from ._errors import WorkerCrashedError
+from ._errors import WorkerCrashedError, add_note
 from ._jobs import Chunk
 from ._stats import StatsCounter
 from ._worker import SLOT_SIZE, FnCache, ResultMsg, TaskMsg, run_task
@@ -106,11 +112,6 @@ class DaskEngine(LocalEngine):
     """
 
     def __init__(self, cfg: EngineConfig, stats: StatsCounter, address: str | None, *, workers_given: bool) -> None:
-        if cfg.spec.init is not None:
-            raise ValueError(
-                "initializer is not supported with backend='dask'; set up state inside the mapped "
-                "function or register a Dask worker plugin"
-            )
         self._address = address
         self._workers_given = workers_given
         self._cluster: Any = None
@@ -122,37 +123,50 @@ class DaskEngine(LocalEngine):
         self._suspects: set[int] = set()
         self._alone: set[int] = set()
         self._key_prefix = f"parallelpickle-{uuid.uuid4().hex}"
+        self._plugin_name = f"{self._key_prefix}-initializer"
         self.workers = cfg.workers
         super().__init__(cfg, stats)
 
     # -- starting ------------------------------------------------------------
     def _start_workers(self) -> None:
+        try:
+            self._connect()
+            if self.cfg.spec.init is not None:
+                self._register_initializer(self.cfg.spec.init)
+        except BaseException:
+            self._shutdown_workers(graceful=False)  # whatever was started before the failure
+            raise
+
+    def _connect(self) -> None:
         # Typed as Any: distributed's own annotations are partial and vary by version.
         distributed: Any = importlib.import_module("distributed")
         if self._address is None:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.cfg.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                # Without a dashboard the scheduler still serves health routes over
-                # HTTP, by default on port 8787: a free loopback port lets pools coexist.
-                scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard_address": "127.0.0.1:0"},
-            )
+            self._cluster = _local_cluster(distributed, self.cfg.workers)
+            self._client = distributed.Client(self._cluster, set_as_default=False)
+        else:
             try:
-                self._client = distributed.Client(self._cluster, set_as_default=False)
-            except BaseException:
-                self._cluster.close()
-                raise
-            return
+                self._client = distributed.Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+            except OSError as exc:
+                raise ConnectionError(f"cannot reach a dask scheduler at address={self._address!r}: {exc}") from exc
+            if not self._workers_given:
+                # Plan chunks and in-flight tasks for the threads the cluster has now.
+                self.workers = max(1, sum(self._client.nthreads().values()))
+
+    def _register_initializer(self, init: tuple[str, bytes, str, bytes]) -> None:
+        """Run the initializer in every worker, now and in those that join later.
+
+        A failure breaks the pool, as on processes: calls raise WorkerCrashedError.
+        """
+        from ._dask_init import InitializerFailed, InitializerPlugin, load_failure
+
+        plugin = InitializerPlugin(pickle.dumps((self.cfg.codec, init), 5))
         try:
-            self._client = distributed.Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
-        except OSError as exc:
-            raise ConnectionError(f"cannot reach a dask scheduler at address={self._address!r}: {exc}") from exc
-        if not self._workers_given:
-            # Plan chunks and in-flight tasks for the threads the cluster has now.
-            self.workers = max(1, sum(self._client.nthreads().values()))
+            self._client.register_plugin(plugin, name=self._plugin_name)
+        except InitializerFailed as failed:
+            exc = load_failure(self.cfg.codec, failed)
+            add_note(exc, "parallelpickle: raised by the pool's initializer in a Dask worker; the pool is broken")
+            self.broken = exc
+            self._terminating = True
 
     def worker_pids(self) -> list[int]:
         client = self._client
@@ -222,7 +236,10 @@ class DaskEngine(LocalEngine):
             self._suspects.discard(chunk.cid)
             chunk.job.finish_chunk(chunk)
             futures.append(future)
-        self._client.cancel(futures)
+        try:
+            self._client.cancel(futures)
+        except Exception:  # noqa: BLE001 - nothing to cancel where the scheduler is gone
+            pass
 
     def _collect(self) -> None:
         finished: list[tuple[Chunk, Any]] = []
@@ -295,17 +312,8 @@ class DaskEngine(LocalEngine):
             return
         job.finish_chunk(chunk)
         what = "the submitted call" if job.kind == "future" else chunk.describe()
-        if _is_killed_worker(exc):
-            err = WorkerCrashedError(f"Dask workers died while running {what}: {exc}", index=chunk.start)
-            note = f"parallelpickle: {what} was running when its Dask worker ended"
-        else:
-            err = WorkerCrashedError(
-                f"Dask could not run the task for {what}: {type(exc).__name__}: {exc} "
-                "(the scheduler and the workers need parallelpickle and the packages your callable uses)",
-                index=chunk.start,
-            )
-            err.__cause__ = exc
-            note = f"parallelpickle: the Dask task for {what} failed outside the call"
+        err, note = _crash_error(what, exc)
+        err.index = chunk.start
         job.fail(chunk.start, err, note)
 
     # -- stopping ------------------------------------------------------------
@@ -316,19 +324,46 @@ class DaskEngine(LocalEngine):
         self._client = self._cluster = None
         # Errors while closing must not keep the engine from ending its jobs.
         if client is not None:
-            try:
-                if futures:
-                    client.cancel(futures)
-                client.close(timeout=_CLOSE_TIMEOUT_S)
-            except Exception:  # noqa: BLE001
-                pass
+            steps = [lambda: client.cancel(futures)] if futures else []
+            if self.cfg.spec.init is not None and cluster is None:
+                # Somebody else's cluster: workers that join later must not run this pool's initializer.
+                steps.append(lambda: client.unregister_worker_plugin(self._plugin_name))
+            steps.append(lambda: client.close(timeout=_CLOSE_TIMEOUT_S))
+            _each(steps)
         if cluster is not None:  # only a cluster this pool started; never a remote one
-            try:
-                if not graceful:
-                    cluster.sync(_stop_nannies, list(cluster.workers.values()))
-                cluster.close(timeout=_CLOSE_TIMEOUT_S)
-            except Exception:  # noqa: BLE001
-                pass
+            steps = [] if graceful else [lambda: cluster.sync(_stop_nannies, list(cluster.workers.values()))]
+            steps.append(lambda: cluster.close(timeout=_CLOSE_TIMEOUT_S))
+            _each(steps)
+
+
+def _each(steps: list[Callable[[], object]]) -> None:
+    """Run every step of a shutdown, whatever the ones before it raised."""
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - shutting down: keep going
+            pass
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """The pool's own cluster: worker processes of one thread each, on loopback only."""
+    try:
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            # Without a dashboard the scheduler still serves health routes over
+            # HTTP, by default on port 8787: a free loopback port lets pools coexist.
+            scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES, "dashboard_address": "127.0.0.1:0"},
+        )
+    except Exception as exc:
+        raise WorkerCrashedError(
+            f"the Dask LocalCluster could not start its workers ({type(exc).__name__}: {exc}); Dask starts "
+            "them with spawn, which imports your main module again: in a script, create the pool under "
+            "`if __name__ == '__main__':`"
+        ) from exc
 
 
 async def _stop_nannies(nannies: list[Any]) -> None:
@@ -342,9 +377,33 @@ def _is_killed_worker(exc: BaseException) -> bool:
     return isinstance(exc, KilledWorker)
 
 
+def _crash_error(what: str, exc: BaseException) -> tuple[WorkerCrashedError, str]:
+    """The error (and note) for a Dask task that ended without running to its end."""
+    if _is_killed_worker(exc):
+        return (
+            WorkerCrashedError(f"Dask workers died while running {what}: {exc}"),
+            f"parallelpickle: {what} was running when its Dask worker ended",
+        )
+    if isinstance(exc, CancelledError):
+        err = WorkerCrashedError(
+            f"Dask cancelled the task for {what} ({exc}): the connection to the scheduler was lost, "
+            "or the cluster was shut down"
+        )
+        note = f"parallelpickle: {what} did not finish on the cluster"
+    else:
+        err = WorkerCrashedError(
+            f"Dask could not run the task for {what}: {type(exc).__name__}: {exc} "
+            "(the scheduler and the workers need parallelpickle and the packages your callable uses)"
+        )
+        note = f"parallelpickle: the Dask task for {what} failed outside the call"
+    err.__cause__ = exc
+    return err, note
+
+
 def _exception_of(future: Any) -> BaseException:
+    """What an erred or cancelled Dask future holds (cancelled: the reason, in a CancelledError)."""
     try:
-        exc = future.exception()
-    except BaseException as cancelled:  # noqa: BLE001 - a cancelled future raises CancelledError
-        return cancelled
-    return exc if isinstance(exc, BaseException) else RuntimeError(f"Dask task ended as {future.status!r}")
+        future.result()
+    except BaseException as exc:  # noqa: BLE001 - the exception is the answer
+        return exc
+    return RuntimeError(f"Dask task ended as {future.status!r}")

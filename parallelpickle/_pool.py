@@ -73,6 +73,10 @@ class Pool(Executor):
     ``"dill"`` (pathos' multiprocess, dill), ``"cloudpickle"``, ``"auto"``
     (the fastest that works, per callable and per chunk) or an object with
     ``name``, ``dumps`` and ``loads``.
+
+    ``backend`` is ``"process"``, ``"thread"`` or ``"dask"``: dask.distributed,
+    on a LocalCluster the pool starts and stops (``address=None``) or on the
+    scheduler at ``address`` (``"tcp://host:port"``), which it leaves running.
     """
 
     def __init__(

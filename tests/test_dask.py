@@ -9,6 +9,7 @@ start their own cluster or scheduler do so only to watch it being stopped
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ TRANSPORTS: list[Any] = ["pickle", "dill", "cloudpickle", "auto", helpers.UPPER]
 IDS = ["pickle", "dill", "cloudpickle", "auto", "custom"]
 WAIT_S = 120.0  # generous: the machine is shared; nothing here should come near it
 ROOT = Path(__file__).resolve().parent.parent
+_NO_FORK = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _children() -> set[int]:
@@ -114,7 +116,9 @@ def test_transport_keeps_its_meaning(dpool: Pool) -> None:
         with pytest.raises(SerializationError) as on_dask:
             dpool.map(fn, range(3))
         assert dpool.stats.tasks == before.tasks  # refused before anything was submitted
-        with Pool(1, transport=dpool._codec.transport) as local, pytest.raises(SerializationError) as on_processes:
+        # forkserver: this process runs Dask's threads, and fork() from a threaded process is unsafe.
+        local = Pool(1, transport=dpool._codec.transport, start_method=_NO_FORK)
+        with local, pytest.raises(SerializationError) as on_processes:
             local.map(fn, range(3))
         assert str(on_dask.value) == str(on_processes.value)
         assert "lambda" in str(on_dask.value)
@@ -143,6 +147,17 @@ def test_serialization_failures_name_the_item(dpool: Pool) -> None:
     assert dpool.map(helpers.inc, [1, 2]) == [2, 3]  # the pool is still usable
 
 
+def test_closing_imap_cancels_the_rest(owned: Pool) -> None:
+    results = owned.imap(helpers.sleep_return, [0.2] * 40, chunksize=1)
+    assert next(results) == 0.2
+    results.close()
+    owned.map(helpers.inc, [0], timeout=WAIT_S)  # the engine has seen the cancel (commands run in order)
+    sent = owned.stats.tasks
+    assert owned.map(helpers.inc, range(3), timeout=WAIT_S) == [1, 2, 3]
+    assert owned.stats.tasks == sent + 3  # nothing more of the closed iterator was sent
+    assert owned._engine._running == {}  # type: ignore[union-attr]  # its Dask futures were cancelled
+
+
 def test_large_chunks_are_scattered_not_put_in_the_graph(owned: Pool) -> None:
     blob = b"x" * (2 << 20)  # over the 1 MiB scatter threshold
     with warnings.catch_warnings():
@@ -150,16 +165,39 @@ def test_large_chunks_are_scattered_not_put_in_the_graph(owned: Pool) -> None:
         assert owned.map(len, [blob, blob[:10], blob], chunksize=1, timeout=WAIT_S) == [2 << 20, 10, 2 << 20]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS, ids=IDS)
+def test_initializer_runs_in_every_worker(address: str, transport: Any) -> None:
+    name = transport if isinstance(transport, str) else transport.name
+    init = Pool(backend="dask", address=address, transport=transport, initializer=helpers.set_state, initargs=(name,))
+    with init:
+        assert init.map(helpers.get_state, range(8), chunksize=1) == [name] * 8
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["by-address", "own-cluster"])
+def test_raising_initializer_breaks_the_pool(address: str, own: bool) -> None:
+    before = _children()
+    where = {} if own else {"address": address}
+    with Pool(1, backend="dask", initializer=faults.raising_initializer, **where) as pool:
+        with pytest.raises(WorkerCrashedError) as info:
+            pool.submit(faults.identity, 1)
+        original = info.value.__cause__
+        assert isinstance(original, faults.InjectedError)
+        assert isinstance(original.__cause__, RemoteTraceback)
+        assert "initializer refused" in str(original)
+    pool.join()
+    assert _wait_gone(list(_children() - before)) == []
+
+
 # -- the cluster: owned, or somebody else's -------------------------------------
 @pytest.mark.parametrize("end", ["with", "shutdown", "close_join", "terminate"])
 def test_owned_cluster_ends_with_the_pool(end: str) -> None:
     before = _children()
-    pool = Pool(1, backend="dask", transport="cloudpickle")
+    pool = Pool(1, backend="dask", transport="cloudpickle", initializer=helpers.set_state, initargs=("own",))
     pids = pool._engine.worker_pids()  # type: ignore[union-attr]
     assert len(pids) == 1 and set(pids) <= _children()
     if end == "with":
         with pool:
-            assert pool.map(helpers.inc, [1, 2]) == [2, 3]
+            assert pool.map(helpers.get_state, [1, 2]) == ["own", "own"]
     elif end == "shutdown":
         pool.submit(helpers.sleep_return, 0.1)
         pool.shutdown(wait=True)
@@ -214,6 +252,15 @@ def test_scheduler_and_worker_started_by_hand(tmp_path: Path) -> None:
             assert pool.map(lambda x: x * 2, range(5), timeout=WAIT_S) == [0, 2, 4, 6, 8]
         pool.join()
         assert scheduler.poll() is None and worker.poll() is None  # the pool never stops them
+        # Losing the scheduler fails the call in progress; nothing waits forever.
+        lost = Pool(1, backend="dask", address=address, transport="cloudpickle")
+        results = lost.imap(helpers.sleep_return, [0.1] * 100, chunksize=1)
+        assert next(results) == 0.1
+        scheduler.kill()
+        scheduler.wait()
+        with pytest.raises(WorkerCrashedError, match="cancelled"):
+            list(results)
+        lost.terminate()
     finally:
         for proc in (worker, scheduler):
             if proc is not None:
@@ -225,6 +272,17 @@ def test_scheduler_and_worker_started_by_hand(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def test_unguarded_script_fails_with_a_hint(tmp_path: Path) -> None:
+    """Dask spawns its workers: a script that makes a pool at import time must not hang."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from parallelpickle import Pool\nPool(1, backend='dask').map(abs, [-1])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode != 0
+    assert "WorkerCrashedError" in done.stderr
+    assert "if __name__ == '__main__':" in done.stderr
 
 
 # -- crashes ----------------------------------------------------------------------
@@ -263,7 +321,6 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"start_method": "spawn"}, ValueError, "start_method"),
     ({"task_timeout": 5}, ValueError, "task_timeout"),
     ({"max_tasks_per_child": 3}, ValueError, "max_tasks_per_child"),
-    ({"initializer": helpers.set_state, "initargs": ("x",)}, ValueError, "initializer"),
 ]
 
 
@@ -280,3 +337,9 @@ def test_bad_arguments_fail_before_anything_starts(kwargs: dict[str, Any], error
 def test_address_needs_the_dask_backend() -> None:
     with pytest.raises(ValueError, match="address"):
         Pool(2, address="tcp://127.0.0.1:8786")
+
+
+def test_missing_distributed_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"parallelpickle\[dask\]"):
+        Pool(2, backend="dask")
