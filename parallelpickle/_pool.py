@@ -124,6 +124,7 @@ class Pool(Executor):
             self._max_tasks,
             self._task_timeout is not None,
             shm,
+            owner_pid=os.getpid(),
         )
         cfg = EngineConfig(self._workers, self._codec, backend, start_method, spec, self._task_timeout)
         self._closed = False

@@ -77,6 +77,7 @@ __all__ = [
     "WorkerLink",
     "available",
     "oob_dumps",
+    "pid_alive",
     "remove_if_orphaned",
     "remove_prefix",
     "shm_config",
@@ -156,7 +157,8 @@ def remove_prefix(prefix: str) -> None:
         _unlink(name)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not died (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -178,7 +180,7 @@ def remove_if_orphaned(prefix: str) -> None:
     workers are still reading.
     """
     match = _OWN_NAME.match(prefix)
-    if match and not _alive(int(match.group(1))):
+    if match and not pid_alive(int(match.group(1))):
         remove_prefix(prefix)
 
 
@@ -186,7 +188,7 @@ def sweep_stale() -> None:
     """Unlink segments of ours whose owning process no longer exists (a parent killed with SIGKILL)."""
     for name in _listed(PREFIX):
         match = _OWN_NAME.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _unlink(name)
 
 

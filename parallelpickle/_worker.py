@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
-from ._shm import ShmConfig, ShmInfo, ShmTask, WorkerLink, remove_if_orphaned
+from ._shm import ShmConfig, ShmInfo, ShmTask, WorkerLink, pid_alive, remove_if_orphaned
 from ._transports import Codec
 
 # Slot layout: int64 fields.
@@ -268,6 +268,7 @@ class WorkerSpec:
     max_tasks: int | None
     timed: bool
     shm: ShmConfig | None = None  # large buffers out of band (see _shm); None: in-band
+    owner_pid: int = 0  # the pool's process: workers exit when it dies (0: not watched)
 
 
 def _run_initializer(spec: WorkerSpec) -> None:
@@ -281,19 +282,21 @@ def _run_initializer(spec: WorkerSpec) -> None:
 _PARENT_POLL_S = 0.2
 
 
-def _watch_parent(on_orphan: Callable[[], None] | None = None) -> None:
-    """Exit when the parent process dies, even while a task is running.
+def _watch_parent(owner: int, on_orphan: Callable[[], None] | None = None) -> None:
+    """Exit when the pool's process dies, even while a task is running.
 
     Under fork a worker inherits the parent-side ends of its siblings' pipes
     (and of other pools' pipes), so a dead parent does not always show as
-    EOF; a changed parent pid always does (the orphan is re-parented).
+    EOF. A changed parent pid shows it (the orphan is re-parented), unless the
+    parent died before this thread started (a slow spawn): so the pool's own
+    process, ``owner``, is watched too (under forkserver it is not the parent).
     """
     parent = os.getppid()
 
     def watch() -> None:
         while True:
             time.sleep(_PARENT_POLL_S)
-            if os.getppid() != parent:
+            if os.getppid() != parent or (owner > 0 and not pid_alive(owner)):
                 if on_orphan is not None:
                     on_orphan()
                 os._exit(1)
@@ -309,7 +312,7 @@ def serve(conn: Any, slot_raw: Any, spec: WorkerSpec, in_process: bool = True) -
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         shm_cfg = spec.shm
         # An orphan removes its pool's segments: nobody else is left to.
-        _watch_parent(None if shm_cfg is None else lambda: remove_if_orphaned(shm_cfg.prefix))
+        _watch_parent(spec.owner_pid, None if shm_cfg is None else lambda: remove_if_orphaned(shm_cfg.prefix))
     slot = memoryview(slot_raw).cast("B").cast("q")
     slot[PID] = os.getpid()
     codec = spec.codec

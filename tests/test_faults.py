@@ -162,6 +162,36 @@ def test_parent_dies_mid_call_takes_workers_along(tmp_path: Path, combo: tuple[s
     assert all(_gone(p) for p in pids), "workers outlived their parent"
 
 
+EARLY_DEATH_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {root!r})
+    from parallelpickle import Pool
+
+    if __name__ == "__main__":
+        pool = Pool(2, transport=sys.argv[1], start_method=sys.argv[2])
+        print(json.dumps(pool._engine.worker_pids()), flush=True)
+        os._exit(0)  # before the workers have even finished starting
+    """
+)
+
+
+def test_parent_dies_while_workers_start(tmp_path: Path, combo: tuple[str, str]) -> None:
+    # A spawned worker that finds itself orphaned before its watch begins must
+    # still notice (it watches the pool's process, not only its parent pid).
+    script = tmp_path / "early.py"
+    script.write_text(EARLY_DEATH_SCRIPT.format(root=str(Path(__file__).resolve().parents[1])))
+    out = subprocess.run(
+        [sys.executable, str(script), *combo], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    pids = json.loads(out)
+    assert len(pids) == 2
+    deadline = time.monotonic() + 30  # a spawned worker first imports everything
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in pids), "workers outlived a parent that died while they started"
+
+
 UNGUARDED_SCRIPT = textwrap.dedent(
     """
     import sys
