@@ -48,42 +48,55 @@ class Miss:
 
 
 def references(data: bytes) -> list[Ref]:
-    """Every global and imported module ``data`` names, read from its opcodes (nothing runs)."""
-    strings: list[str] = []  # recent string constants, for STACK_GLOBAL and importer calls
-    memo: dict[int, str] = {}
+    """Every global and imported module ``data`` names, read from its opcodes (nothing runs).
+
+    A symbolic record of what each opcode pushed (the string, or None for
+    anything else) and of the memo names the two operands of STACK_GLOBAL and
+    the module name handed to an importer.
+    """
+    recent: list[str | None] = []
+    memo: dict[int, str | None] = {}
     refs: list[Ref] = []
     importing = False
-    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+    for op, raw, _pos in pickletools.genops(io.BytesIO(data)):
+        arg: Any = raw
         name = op.name
-        if isinstance(arg, str) and name.endswith("UNICODE"):
-            strings.append(arg)
-            if importing:
-                refs.append(Ref(arg))
-                importing = False
-        elif name == "MEMOIZE" and strings:
-            memo[len(memo)] = strings[-1]
-        elif name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
-            strings.append(memo[arg])
-            if importing:
-                refs.append(Ref(memo[arg]))
-                importing = False
-        elif name in ("GLOBAL", "STACK_GLOBAL"):
-            ref = _global(name, arg, strings)
+        if name in _NO_PUSH:
+            continue
+        if name == "MEMOIZE" or name in _PUTS:
+            memo[len(memo) if name == "MEMOIZE" else int(arg)] = recent[-1] if recent else None
+            continue
+        value = memo.get(int(arg)) if name in _GETS else arg if isinstance(arg, str) and name in _STRINGS else None
+        if name in ("GLOBAL", "STACK_GLOBAL"):
+            ref = _global(name, arg, recent)
             if ref is not None:
                 refs.append(ref)
-                importing = (ref.module, ref.name) in _IMPORTERS
-            continue
-        if len(strings) > 4:
-            del strings[:-4]
+            importing = ref is not None and (ref.module, ref.name) in _IMPORTERS
+        elif importing and value is not None:
+            refs.append(Ref(value))
+            importing = False
+        elif name == "REDUCE":
+            importing = False
+        recent.append(value)
+        if len(recent) > 8:
+            del recent[:-4]
     return refs
 
 
-def _global(opname: str, arg: Any, strings: list[str]) -> Ref | None:
+_NO_PUSH = frozenset({"PROTO", "FRAME", "STOP", "MARK"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_STRINGS = frozenset(
+    {"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+)
+
+
+def _global(opname: str, arg: Any, recent: list[str | None]) -> Ref | None:
     if opname == "GLOBAL":
         module, _, qualname = str(arg).partition(" ")
         return Ref(module, qualname)
-    if len(strings) >= 2:
-        return Ref(strings[-2], strings[-1])
+    if len(recent) >= 2 and recent[-2] is not None and recent[-1] is not None:
+        return Ref(recent[-2], recent[-1])
     return None
 
 

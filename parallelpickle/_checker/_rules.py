@@ -272,6 +272,16 @@ RULES: tuple[Rule, ...] = (
         "send the path and open it in the worker",
     ),
     Rule(
+        "memoryview-copied",
+        "cloudpickle sends a memoryview as a bytes copy: the worker gets bytes, not a view onto the original buffer",
+        "send the object the view belongs to (a numpy array or bytearray), or bytes(view) explicitly",
+    ),
+    Rule(
+        "file-descriptor",
+        "dill reopens a file by its name, and this file has only a descriptor number (an anonymous temporary file): a new process has no such descriptor",
+        "use a named file (tempfile.NamedTemporaryFile) and send its path, or use start_method='fork'",
+    ),
+    Rule(
         "weakref-dead",
         "dill writes a weak reference without its referent: in the worker it points to nothing",
         "send the referent itself",
@@ -330,9 +340,7 @@ def _by_name(obj: Any) -> Rule | None:
         if "<locals>" in obj.__qualname__:
             return _BY_NAME["local-function"]
         return _BY_NAME["by-name-missing"]
-    cls = obj if isinstance(obj, type) else None
-    if cls is None:
-        return None
+    cls = obj if isinstance(obj, type) else type(obj)
     if "<locals>" in cls.__qualname__:
         return _BY_NAME["local-class"]
     return _BY_NAME["dynamic-class"]
@@ -421,4 +429,5 @@ _LOSSY: dict[tuple[str, str, str], str] = {
     ("dill", "dill._dill", "_create_weakproxy"): "weakref-dead",
     ("*", "cloudpickle.cloudpickle", "_file_reconstructor"): "file-snapshot",
     ("*", "logging", "getLogger"): "logger-handlers",
+    ("cloudpickle", "builtins", "bytes"): "memoryview-copied",
 }

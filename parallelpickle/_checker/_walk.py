@@ -49,11 +49,19 @@ def render(path: str, step: Step) -> str:
     return f"{path}.{kind}[{key!r}]"  # __closure__, __globals__, __defaults__, ...
 
 
-def locate(root: Any, path: str, fails: Callable[[Any], bool]) -> tuple[str, Any]:
-    """Descend from ``root`` while some part of it still ``fails``; return the deepest."""
+def locate(
+    root: Any, path: str, fails: Callable[[Any], bool], opaque: Callable[[Any], bool] | None = None
+) -> tuple[str, Any]:
+    """Descend from ``root`` while some part of it still ``fails``; return the deepest.
+
+    ``opaque`` objects are culprits as a whole: a serializer that stores
+    functions and classes by name never looks inside them.
+    """
     seen = {id(root)}
     obj = root
     for _ in range(_MAX_DEPTH):
+        if opaque is not None and opaque(obj):
+            break
         found = _failing_child(children(obj), fails, seen)
         if found is None:
             break
