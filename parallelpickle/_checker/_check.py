@@ -252,6 +252,8 @@ class _Job:
         type_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
         if isinstance(culprit, type):
             type_name = f"class {type_name}"
+        elif isinstance(culprit, (types.FunctionType, types.BuiltinFunctionType)):
+            type_name = f"function {culprit.__module__}.{culprit.__qualname__}"
         kw.setdefault("start_methods", self.methods)
         return Problem(self.transport, stage, path, type_name, error, rule.reason, rule.fix, rule.name, **kw)
 
