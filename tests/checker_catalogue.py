@@ -553,6 +553,19 @@ case("registered-dynamic-module-function", "fails fails fails fails", FORK_OK, r
 )
 simple("registered-dynamic-module", lambda: _dynamic_module(register=True), "fails fails fails fails", "fails ok ok ok")
 
+
+# -- a module attribute that only exists after a call ------------------------------------
+def install_runtime_class() -> type:
+    """Binds RuntimeMade in this module at runtime: a fresh import does not have it."""
+    global RuntimeMade
+    RuntimeMade = type("RuntimeMade", (), {"__module__": __name__})
+    return RuntimeMade
+
+
+case("name-set-at-runtime", "fails fails fails fails", ALL_OK, rule="name-set-at-runtime")(
+    lambda: install_runtime_class()()
+)
+
 # -- __main__ without a file a spawned worker re-runs -----------------------------------
 MAIN_BY_REF = "fails ok ok ok"
 case("main-function", MAIN_BY_REF, ALL_OK, rule="main-not-importable")(

@@ -60,6 +60,7 @@ def reality(request: pytest.FixtureRequest) -> tuple[str, dict[tuple[str, str], 
     return method, cat.real_verdicts(cat.CASES, method)
 
 
+@pytest.mark.filterwarnings("ignore::Warning")
 def test_catalogue_matches_real_round_trip(reality: tuple[str, dict[tuple[str, str], str]]) -> None:
     method, real = reality
     wrong = []

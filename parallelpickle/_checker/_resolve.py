@@ -17,6 +17,7 @@ only if the script binds it at top level outside ``if __name__ == "__main__":``.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.machinery
 import io
 import os
@@ -124,7 +125,54 @@ def _resolve(ref: Ref) -> Miss | None:
         return None
     if not module_importable(ref.module):
         return Miss(ref, "module-not-importable", f"module {ref.module!r} cannot be imported by name")
+    dunder = ref.name.startswith("__") and ref.name.endswith("__")  # __dict__ etc.: every module has them
+    if ref.name and not dunder and not _defined_on_import(ref.module, ref.name.split(".")[0]):
+        detail = f"importing {ref.module!r} afresh does not define {ref.name!r} (it is set at runtime)"
+        return Miss(ref, "name-set-at-runtime", detail)
     return None
+
+
+_LIBRARY_ROOTS = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+
+
+def _defined_on_import(module_name: str, name: str) -> bool:
+    """Does a fresh import of the user's module bind ``name``? Libraries are trusted.
+
+    Only the user's own ``.py`` files are read; a module that binds names in
+    ways a reader cannot follow (``import *``, ``globals()``, a module
+    ``__getattr__``) is given the benefit of the doubt.
+    """
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return True
+    real = os.path.realpath(path)
+    if real.startswith(_LIBRARY_ROOTS) or "site-packages" in real:
+        return True
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return True
+    names = _module_names(real, stat.st_mtime_ns, stat.st_size)
+    return names is None or name in names
+
+
+@functools.lru_cache(maxsize=64)
+def _module_names(path: str, mtime_ns: int, size: int) -> frozenset[str] | None:
+    """Names a module file binds on import, or None when they cannot be read off its source.
+
+    A pure function of the file's content (keyed by path, mtime and size).
+    """
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        tree = ast.parse(source, path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if b"globals()" in source or b"import *" in source or b"setattr(sys.modules" in source:
+        return None
+    names = _bound(tree.body)
+    return None if "__getattr__" in names else frozenset(names)
 
 
 def module_importable(name: str) -> bool:

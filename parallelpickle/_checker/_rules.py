@@ -78,6 +78,11 @@ RULES: tuple[Rule, ...] = (
         "define those globals at the top level of a script file (above the `if __name__ == '__main__':` guard), pass them as arguments, or use transport='cloudpickle', which carries the globals a function uses",
     ),
     Rule(
+        "name-set-at-runtime",
+        "the object is stored by module and name, but that name is bound only at runtime (by a function call, a setattr, a factory), so a freshly started worker that imports the module does not find it",
+        "bind the name at the top level of the module (Point = make_point_class() at import time), use start_method='fork', or use transport='cloudpickle'",
+    ),
+    Rule(
         "module-not-importable",
         "the object is stored by reference to a module that a fresh process cannot import by name (loaded from a file path with spec_from_file_location, or created at runtime)",
         "put the module on sys.path / install the package so `import` finds it, use start_method='fork', or carry the functions by value with cloudpickle.register_pickle_by_value",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
@@ -126,7 +127,10 @@ def dump_with(serializer: str, obj: Any) -> Payload:
     file = io.BytesIO()
     buffers: list[pickle.PickleBuffer] = []
     pickler = _PICKLERS[serializer](file, buffers)
-    pickler.dump(obj)
+    with warnings.catch_warnings():
+        # dill warns before it fails or falls back; the report says it better.
+        warnings.simplefilter("ignore", getattr(dill, "PicklingWarning", Warning))
+        pickler.dump(obj)
     name = "pickle" if serializer == "forking" else serializer
     return Payload(name, file.getvalue(), pickler.leaves, buffers)
 
