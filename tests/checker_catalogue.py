@@ -12,9 +12,11 @@ Verdict strings list the transports in the order pickle, dill, cloudpickle, auto
 
 from __future__ import annotations
 
+import abc
 import array
 import asyncio
 import collections
+import concurrent.futures
 import contextvars
 import ctypes
 import dataclasses
@@ -29,6 +31,7 @@ import importlib.util
 import io
 import ipaddress
 import logging
+import mmap
 import multiprocessing
 import operator
 import pathlib
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import threading
 import types
+import typing
 import uuid
 import weakref
 from collections.abc import Callable
@@ -585,6 +589,155 @@ simple(
     "ok fails ok ok",
 )
 simple("main-lambda", lambda: _in_main("NAME = lambda x: x\n", "lam"), BY_VALUE, rule="lambda")
+
+
+# -- more objects, of kinds the rules were not written for -----------------------------
+@functools.cache
+def cached(x: int) -> int:
+    return x
+
+
+def _no_wraps(f: Any) -> Any:
+    def wrapper(*a: Any) -> Any:
+        return f(*a)
+
+    return wrapper
+
+
+@_no_wraps
+def decorated(x: int) -> int:
+    return x
+
+
+class WithProperty:
+    def m(self) -> int:
+        return 1
+
+    @property
+    def p(self) -> int:
+        return 1
+
+
+class LockState:
+    def __getstate__(self) -> dict[str, Any]:
+        return {"k": threading.Lock()}
+
+
+class KwOnlyError(Exception):
+    def __init__(self, *, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+
+class ReduceLambda:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (lambda: ReduceLambda(), ())
+
+
+class SlotLock:
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Frozen:
+    a: int
+
+
+class Perm(enum.Flag):
+    R = 1
+    W = 2
+
+
+class Shape(abc.ABC):
+    @abc.abstractmethod
+    def area(self) -> float: ...
+
+
+class Square(Shape):
+    def area(self) -> float:
+        return 1.0
+
+
+def default_lock(x: int, lock: Any = threading.Lock()) -> int:
+    return x
+
+
+T = typing.TypeVar("T")
+
+
+def _local_bound_method() -> Any:
+    class Local:
+        def m(self) -> int:
+            return 1
+
+    return Local().m
+
+
+def _exception_with_traceback() -> BaseException:
+    try:
+        raise ValueError("x")
+    except ValueError as exc:
+        return exc
+
+
+for _name, _factory in {
+    "lru-cache-function": lambda: cached,
+    "iterator": lambda: iter([1, 2]),
+    "map-object": lambda: map(abs, [1, -2]),
+    "chainmap": lambda: collections.ChainMap({"a": 1}),
+    "decimal-context": lambda: decimal.Context(prec=5),
+    "frozen-dataclass": lambda: Frozen(1),
+    "flag-combination": lambda: Perm.R | Perm.W,
+    "abc-subclass": Square,
+    "default-lock-function": lambda: default_lock,
+    "typevar": lambda: T,
+    "typing-alias": lambda: list[int],
+    "bound-method": lambda: WithProperty().m,
+    "plain-object": object,
+    "none-type": lambda: type(None),
+    "exception-with-traceback": _exception_with_traceback,
+    "attrgetter": lambda: operator.attrgetter("a.b"),
+    "methodcaller": lambda: operator.methodcaller("m", 1),
+    "numpy-generator": lambda: np.random.default_rng(1),
+    "numpy-ufunc": lambda: np.add,
+}.items():
+    simple(_name, _factory, ALL_OK)
+
+simple("decorated-without-wraps", lambda: decorated, BY_VALUE, rule="local-function", path="fn")
+simple("property", lambda: WithProperty.__dict__["p"], BY_VALUE, rule="unpicklable-type")
+simple("typevar-not-at-module-level", lambda: typing.TypeVar("Loose"), "fails fails ok ok", rule="dynamic-class")
+simple("staticmethod-object", lambda: staticmethod(add), BY_VALUE, rule="unpicklable-type")
+simple("mappingproxy", lambda: types.MappingProxyType({"a": 1}), BY_VALUE, rule="unpicklable-type")
+simple("dict-keys", lambda: {"a": 1}.keys(), BY_VALUE, rule="unpicklable-type")
+simple("os-environ", lambda: __import__("os").environ, BY_VALUE, rule="local-function", path="obj.encodekey")
+simple("reduce-returns-lambda", ReduceLambda, BY_VALUE, rule="lambda", path="obj.__reduce_ex__(5)[0]")
+simple("local-bound-method", _local_bound_method, BY_VALUE, rule="local-class", path="fn.__self__")
+simple(
+    "method-from-lambda", lambda: types.MethodType(lambda self: 1, WithProperty()), "fails ok ok fails", rule="lambda"
+)
+simple("mmap", lambda: mmap.mmap(-1, 100), "fails fails fails fails", rule="unpicklable-type")
+simple("regex-match", lambda: re.match("a", "a"), "fails fails fails fails", rule="unpicklable-type")
+simple("text-wrapper-over-bytesio", lambda: io.TextIOWrapper(io.BytesIO()), "fails fails fails fails", rule="open-file")
+simple(
+    "generator-in-attribute",
+    lambda: types.SimpleNamespace(items=[1, (i for i in range(2))]),
+    "fails fails fails fails",
+    rule="generator",
+    path="obj.items[1]",
+)
+simple("kw-only-exception", lambda: KwOnlyError(code=3), "fails fails fails fails", rule="exception-args")
+simple("futures-future", concurrent.futures.Future, DILL_LOSSY, rule="thread-sync", path="obj._condition._lock")
+simple("stream-handler", lambda: logging.StreamHandler(io.StringIO()), DILL_LOSSY, rule="thread-sync", path="obj.lock")
+simple("getstate-returns-lock", LockState, DILL_LOSSY, rule="thread-sync", path="obj.__getstate__()['k']")
+simple("slots-with-lock", SlotLock, DILL_LOSSY, rule="thread-sync", path="obj.lock")
+simple("priority-queue", queue.PriorityQueue, DILL_LOSSY, rule="thread-sync", path="obj.mutex")
+simple("weakset", weakref.WeakSet, "fails lossy ok ok", rule="weakref-dead")
+case("partial-with-lock", DILL_LOSSY, rule="thread-sync", path="fn.args[0]")(
+    lambda: Call(functools.partial(add, threading.Lock()))
+)
 
 
 # -- the real round trip ---------------------------------------------------------------

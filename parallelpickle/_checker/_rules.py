@@ -297,6 +297,11 @@ RULES: tuple[Rule, ...] = (
         "configure logging in the worker (Pool(initializer=setup_logging)), or use start_method='fork'",
     ),
     Rule(
+        "unpicklable-type",
+        "objects of this type define no way to be rebuilt in another process (no __reduce__ that pickle accepts)",
+        "send the plain data it is built from and rebuild it inside the worker",
+    ),
+    Rule(
         "unknown",
         "no rule recognises this failure; the serializer's own error is shown above",
         "try another transport, or check(..., verify=True) for the real round trip",
@@ -418,6 +423,8 @@ def classify_text(text: str) -> Rule:
                 return found
         if name in ("weakref.ReferenceType", "weakref"):
             return _BY_NAME["weakref"]
+        if "object" in match.group(0):
+            return _BY_NAME["unpicklable-type"]
     return _BY_NAME["unknown"]
 
 

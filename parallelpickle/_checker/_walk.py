@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import pickle
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -181,6 +182,8 @@ def _reduce_children(obj: Any) -> Iterator[Child]:
     func, args, state, listitems, dictitems = (*rv, None, None, None, None)[:5]
     if func in (getattr(copyreg, "__newobj__", None), getattr(copyreg, "__newobj_ex__", None)):
         args = args[1:]  # the class itself
+    elif not _by_name(func):
+        yield ("__reduce_ex__(5)", 0), func  # a rebuilding callable with no importable name travels by value
     for i, v in enumerate(args or ()):
         yield ("__reduce_ex__(5)[1]", i), v
     yield from _state_children(obj, state)
@@ -188,6 +191,14 @@ def _reduce_children(obj: Any) -> Iterator[Child]:
         yield ("item", i), v
     for k, v in dictitems or ():
         yield ("item", k), v
+
+
+def _by_name(func: Any) -> bool:
+    try:
+        pickle.dumps(func, 5)
+    except Exception:  # noqa: BLE001 - any refusal means it is not importable by name
+        return False
+    return True
 
 
 def _state_children(obj: Any, state: Any) -> Iterator[Child]:
