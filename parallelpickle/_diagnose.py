@@ -14,6 +14,7 @@ not dump) the message is classified from the exception text alone::
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Any
 
 from ._checker._check import TRANSPORTS, check_roots
@@ -34,8 +35,12 @@ def _root(what: str) -> tuple[str, str]:
 
 
 def diagnose(obj: Any, what: str) -> Report:
+    """The checker's report on the object a pool could not dump (a dump does not depend on
+    the start method, so one is enough: fork where there is one)."""
     path, role = _root(what)
-    return check_roots([(path, obj, role)], TRANSPORTS, ("fork",))
+    available = multiprocessing.get_all_start_methods()
+    method = "fork" if "fork" in available else available[0]
+    return check_roots([(path, obj, role)], TRANSPORTS, (method,))
 
 
 def carriers(obj: Any, what: str = "argument") -> list[str]:

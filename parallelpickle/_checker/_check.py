@@ -154,6 +154,9 @@ def explain(exc: BaseException, obj: Any = None, *, transport: str | Sequence[st
         if report.problems:
             return report
     rule = _rules.classify(None, exc, "dump") if isinstance(exc, RecursionError) else _rules.classify_text(str(exc))
+    cause = exc.__cause__ or exc.__context__
+    if rule.name == "unknown" and cause is not None:  # a wrapper (SerializationError): ask its cause
+        rule = _rules.classify_text(f"{type(cause).__name__}: {cause}")
     stage = (
         "load"
         if isinstance(exc, (AttributeError, ModuleNotFoundError, EOFError)) and "pickle" not in str(exc)
@@ -181,7 +184,7 @@ def explain(exc: BaseException, obj: Any = None, *, transport: str | Sequence[st
 
 
 def _culprit_type(exc: BaseException) -> str:
-    match = _rules._TYPE_IN_TEXT.search(str(exc))
+    match = _rules.TYPE_IN_TEXT.search(str(exc))
     return match.group(1) if match else "?"
 
 

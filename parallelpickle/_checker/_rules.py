@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RULES", "Rule", "by_name", "classify", "classify_text", "lossy_rule"]
+__all__ = ["RULES", "TYPE_IN_TEXT", "Rule", "by_name", "classify", "classify_text", "lossy_rule"]
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def _classify_load(culprit: Any, exc: BaseException | None) -> Rule:
     return _BY_NAME["load-error"]
 
 
-_TYPE_IN_TEXT = re.compile(r"(?:cannot|can't|Can't) pickle '?([\w.]+)'?(?: object)?")
+TYPE_IN_TEXT = re.compile(r"(?:cannot|can't|Can't) pickle '?([\w.]+)'?(?: object)?")
 
 
 def classify_text(text: str) -> Rule:
@@ -414,7 +414,7 @@ def classify_text(text: str) -> Rule:
     for rule in _TEXT_ORDER:
         if rule.text is not None and re.search(rule.text, text):
             return rule
-    match = _TYPE_IN_TEXT.search(text)
+    match = TYPE_IN_TEXT.search(text)
     if match:
         name = match.group(1)
         for candidate in (name, name.rsplit(".", 1)[-1]):
