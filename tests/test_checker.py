@@ -171,6 +171,19 @@ def test_pool_serialization_error_carries_the_diagnosis() -> None:
     assert "thread-sync" in message and "why:" in message and "fix:" in message
 
 
+def test_pool_result_and_worker_load_failures_are_explained() -> None:
+    from parallelpickle import Pool, SerializationError
+
+    with Pool(1, transport="pickle", start_method="fork") as pool, pytest.raises(SerializationError) as info:
+        pool.map(cat.make_lock, [1])
+    message = str(info.value)
+    assert "result" in message and "rule: thread-sync" in message and "fix:" in message
+    box = cat._floating_module("ppcat_floating", register=True).Box()
+    with Pool(1, transport="pickle", start_method="spawn") as pool, pytest.raises(SerializationError) as info:
+        pool.map(cat.add, [box])
+    assert "rule: module-not-importable" in str(info.value), str(info.value)
+
+
 # -- verify=True and __main__ scripts -------------------------------------------------------
 def test_verify_loads_in_a_fresh_interpreter() -> None:
     floating = cat._floating_module("ppcat_floating", register=True)
