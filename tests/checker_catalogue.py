@@ -212,6 +212,24 @@ class Node:
         self.nxt = nxt
 
 
+_REGISTRY: dict[str, int] = {}
+
+
+def _lookup(key: str) -> int:
+    return _REGISTRY[key]
+
+
+class Registered:
+    """Rebuilt from a registry filled at runtime: loads here, not in a fresh process."""
+
+    def __init__(self, key: str, value: int) -> None:
+        _REGISTRY[key] = value
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_lookup, (self.key,))
+
+
 def make_lock(x: int) -> Any:
     """A task whose result a worker cannot send back with C pickle."""
     return threading.Lock()

@@ -194,6 +194,15 @@ def test_verify_loads_in_a_fresh_interpreter() -> None:
     assert check(cat.add, 1, start_method="spawn", verify=True).ok
 
 
+def test_verify_catches_what_static_rules_cannot_see() -> None:
+    obj = cat.Registered("k", 1)  # rebuilt from a registry that only this process has filled
+    assert check(obj, transport="pickle", start_method="spawn").ok
+    report = check(obj, transport="pickle", start_method="spawn", verify=True)
+    assert report.verdicts == {"pickle": "fails"}
+    p = report.problems[0]
+    assert (p.stage, p.rule) == ("load", "verified:fresh-load-failed") and "KeyError" in p.error
+
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys

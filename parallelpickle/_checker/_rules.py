@@ -257,6 +257,11 @@ RULES: tuple[Rule, ...] = (
         "make the class rebuildable from what its __reduce__ returns; try check(..., verify=True) to reproduce it in a fresh interpreter",
     ),
     Rule(
+        "fresh-load-failed",
+        "loading in a freshly started worker failed although it loads here: rebuilding it depends on state that only this process has (a registry filled at runtime, a setting changed after start-up)",
+        "make the object rebuildable from what it pickles (carry the state in __reduce__/__getstate__), create that state in a Pool initializer, or use start_method='fork'",
+    ),
+    Rule(
         "result",
         "the worker's result could not be serialized to send back to the parent",
         "return plain data (convert handles, generators and locks into values inside the function)",
