@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
+import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -47,20 +48,23 @@ class _ResultCache:
 
     def __init__(self, size: int) -> None:
         self._size = size
+        self._lock = threading.Lock()  # check() may run in several threads at once
         self._items: OrderedDict[tuple[Any, ...], tuple[Any, list[Problem], dict[str, str]]] = OrderedDict()
 
     def get(self, key: tuple[Any, ...], fn: Any) -> tuple[list[Problem], dict[str, str]] | None:
-        hit = self._items.get(key)
-        if hit is None or hit[0] is not fn:
-            return None
-        self._items.move_to_end(key)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] is not fn:
+                return None
+            self._items.move_to_end(key)
         return list(hit[1]), dict(hit[2])
 
     def put(self, key: tuple[Any, ...], fn: Any, value: tuple[list[Problem], dict[str, str]]) -> None:
-        self._items[key] = (fn, list(value[0]), dict(value[1]))
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = (fn, list(value[0]), dict(value[1]))
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 _CALLABLES = _ResultCache(_CACHE_SIZE)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copyreg
 import functools
 import pickle
+import reprlib
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -34,6 +35,9 @@ Child = tuple[Step, Any]
 
 _MAX_DEPTH = 64
 _LINEAR = 8  # at most this many children are tried one by one; more are halved
+_KEY_REPR = reprlib.Repr()  # a long dict key is shortened, so a path stays one line
+_KEY_REPR.maxstring = 60
+_KEY_REPR.maxother = 60
 _SKIP_CLASS_ATTRS = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__slots__"})
 
 
@@ -42,12 +46,12 @@ def render(path: str, step: Step) -> str:
     if kind == "attr":
         return f"{path}.{key}" if isinstance(key, str) and key.isidentifier() else f"vars({path})[{key!r}]"
     if kind == "item":
-        return f"{path}[{key!r}]"
+        return f"{path}[{_KEY_REPR.repr(key)}]"
     if kind == "elem":
         return f"list({path})[{key}]"
     if key is None:
         return f"{path}.{kind}"
-    return f"{path}.{kind}[{key!r}]"  # __closure__, __globals__, __defaults__, ...
+    return f"{path}.{kind}[{_KEY_REPR.repr(key)}]"  # __closure__, __globals__, __defaults__, ...
 
 
 def locate(
