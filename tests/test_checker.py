@@ -205,7 +205,7 @@ def test_verify_catches_what_static_rules_cannot_see() -> None:
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import enum, functools, json, sys
     sys.path.insert(0, {root!r})
     from parallelpickle import check
     from tests.checker_catalogue import Call, Case, TRANSPORTS, real_verdicts
@@ -216,7 +216,18 @@ SCRIPT = textwrap.dedent(
         return x + OFFSET
 
     class Top:
-        pass
+        class Inner:
+            pass
+
+    class Color(enum.Enum):
+        RED = 1
+
+    @functools.lru_cache(None)
+    def cached(x):
+        return x
+
+    def ident(x):
+        return x
 
     def run(objects):
         cases = [Case(n, (lambda c=c: (c.fn, c.args, {{}})), {{}}, {{}}) for n, c in objects.items()]
@@ -242,6 +253,10 @@ SCRIPT = textwrap.dedent(
             "guarded-class": Call(Guarded),
             "guarded-global": Call(uses_guarded, (1,)),
             "lambda": Call(lambda x: x, (1,)),
+            "enum-arg": Call(ident, (Color.RED,)),
+            "nested-class-arg": Call(ident, (Top.Inner(),)),
+            "partial": Call(functools.partial(top, 1)),
+            "lru-cache": Call(cached, (1,)),
         }})
     """
 )
@@ -271,6 +286,7 @@ def test_main_objects_under_spawn_match_reality(tmp_path: Path, as_file: bool) -
     assert result["guarded-class"]["pickle"][0] == "fails"
     assert result["guarded-global"]["dill"][0] == "fails"  # dill binds it to the worker's __main__
     assert result["lambda"]["cloudpickle"][0] == "ok"
+    assert result["enum-arg"]["dill"][0] == "fails"  # dill cannot rebuild a __main__ Enum
 
 
 # -- CLI -----------------------------------------------------------------------------------
