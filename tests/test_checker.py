@@ -26,7 +26,9 @@ from parallelpickle import Problem, Report, check, explain
 from tests import checker_catalogue as cat
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = [m for m in ("fork", "spawn") if m in multiprocessing.get_all_start_methods()]
+# forkserver workers prepare like spawned ones (they re-import the main module), so the
+# catalogue's spawn column holds for them too; that is checked against reality as well.
+METHODS = [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
 
 
 def _expected(case: cat.Case, method: str) -> dict[str, str]:
@@ -304,8 +306,9 @@ def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_cli_check_exit_codes_table_and_json(tmp_path: Path) -> None:
     (tmp_path / "jobs.py").write_text("import threading\nLOCK = threading.Lock()\n\ndef work(x):\n    return x\n")
-    ok = _cli("jobs.py:work", "--transport", "pickle", cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr
+    ok = _cli("jobs.py:work", "--transport", "pickle", "--start-method", "spawn", "--verify", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr + ok.stdout
+    assert "verified in a fresh interpreter" in ok.stdout
     assert "transport" in ok.stdout and "pickle" in ok.stdout
     bad = _cli("jobs.py:LOCK", "--json", cwd=tmp_path)
     assert bad.returncode == 1, bad.stderr
