@@ -35,16 +35,14 @@ def _root(what: str) -> tuple[str, str]:
 
 
 def diagnose(obj: Any, what: str) -> Report:
-    """The checker's report on the object a pool could not dump (a dump does not depend on
-    the start method, so one is enough: fork where there is one)."""
+    """The checker's report on the object a pool could not dump, over every start method
+    this platform has (so a transport named as a fix works whichever one the pool uses)."""
     path, role = _root(what)
-    available = multiprocessing.get_all_start_methods()
-    method = "fork" if "fork" in available else available[0]
-    return check_roots([(path, obj, role)], TRANSPORTS, (method,))
+    return check_roots([(path, obj, role)], TRANSPORTS, tuple(multiprocessing.get_all_start_methods()))
 
 
 def carriers(obj: Any, what: str = "argument") -> list[str]:
-    """The built-in transports that can carry ``obj`` (to a forked worker)."""
+    """The built-in transports that carry ``obj`` unchanged under every start method."""
     return diagnose(obj, what).carriers()
 
 
@@ -64,11 +62,14 @@ def _object_lines(obj: Any, transport: str, what: str) -> tuple[list[str], Repor
         lines.append(f"why: {problem.reason}")
         lines.append(f"fix: {problem.fix}")
         lines.append(f"rule: {problem.rule}")
-    others = [t for t in report.carriers() if t != transport]
-    if others:
-        lines.append(f"fix: use transport={others[0]!r} (these can carry it: {', '.join(others)})")
+    if report.carriers():
+        return lines, report
+    lossy = [p for p in report.problems if p.verdict == "lossy" and report.verdicts[p.transport] == "lossy"]
+    if lossy:
+        names = sorted({p.transport for p in lossy}, key=TRANSPORTS.index)
+        lines.append(f"note: transport={names[0]!r} carries it, but changed: {lossy[0].reason}")
     else:
-        lines.append("fix: no built-in transport can serialize it; pass what it is built from instead")
+        lines.append("note: no built-in transport can carry it; pass what it is built from instead")
     return lines, report
 
 
