@@ -325,11 +325,8 @@ def by_name(name: str) -> Rule:
 
 
 def _type_names(obj: Any) -> list[str]:
-    classes = obj.__mro__ if isinstance(obj, type) and obj.__module__ in ("builtins",) else type(obj).__mro__
-    names: list[str] = []
-    for cls in classes:
-        names += [f"{cls.__module__}.{cls.__qualname__}", cls.__qualname__]
-    return names
+    """Qualified names of the object's classes; bare names (a user's own ``Context``) never match."""
+    return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(obj).__mro__]
 
 
 def _by_type(obj: Any) -> Rule | None:
