@@ -578,6 +578,7 @@ case("dynamic-module-function", BY_VALUE)(lambda: Call(_dynamic_module(register=
 case("registered-dynamic-module-function", "fails fails fails fails", FORK_OK, rule="module-not-importable")(
     lambda: Call(_dynamic_module(register=True).triple, (1,))
 )
+simple("unregistered-dynamic-module", lambda: _dynamic_module(register=False), "fails fails ok ok")
 simple("registered-dynamic-module", lambda: _dynamic_module(register=True), "fails fails fails fails", "fails ok ok ok")
 
 

@@ -369,11 +369,11 @@ def classify(culprit: Any, exc: BaseException | None, stage: str) -> Rule:
     """The rule for a failure at ``stage`` ("dump"/"load") whose culprit the walk found."""
     if isinstance(exc, RecursionError):
         return _BY_NAME["recursion"]
+    if stage == "load":  # it was written: what failed is rebuilding it, whatever its type
+        return _classify_load(culprit, exc)
     rule = _by_type(culprit)
     if rule is not None:
         return rule
-    if stage == "load":
-        return _classify_load(culprit, exc)
     if exc is not None and _raised_in(exc, _REDUCERS):
         return _BY_NAME["raising-reduce"]
     text = str(exc) if exc is not None else ""
