@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # Subcommand name -> module implementing it.
 COMMANDS: dict[str, str] = {
     "bench": "parallelpickle._cli_bench",
+    "check": "parallelpickle._cli_check",
     "inspect": "parallelpickle._cli_inspect",
 }
 

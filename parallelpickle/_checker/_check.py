@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
+import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from typing import Any
 from . import _resolve, _rules, _trial, _walk
 from ._report import Problem, Report, worst
 
-__all__ = ["check", "explain"]
+__all__ = ["TRANSPORTS", "check", "check_roots", "explain"]
 
 TRANSPORTS = ("pickle", "dill", "cloudpickle", "auto")
 _ALL_METHODS = ("fork", "spawn", "forkserver")
@@ -47,20 +48,23 @@ class _ResultCache:
 
     def __init__(self, size: int) -> None:
         self._size = size
+        self._lock = threading.Lock()  # check() may run in several threads at once
         self._items: OrderedDict[tuple[Any, ...], tuple[Any, list[Problem], dict[str, str]]] = OrderedDict()
 
     def get(self, key: tuple[Any, ...], fn: Any) -> tuple[list[Problem], dict[str, str]] | None:
-        hit = self._items.get(key)
-        if hit is None or hit[0] is not fn:
-            return None
-        self._items.move_to_end(key)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] is not fn:
+                return None
+            self._items.move_to_end(key)
         return list(hit[1]), dict(hit[2])
 
     def put(self, key: tuple[Any, ...], fn: Any, value: tuple[list[Problem], dict[str, str]]) -> None:
-        self._items[key] = (fn, list(value[0]), dict(value[1]))
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = (fn, list(value[0]), dict(value[1]))
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 _CALLABLES = _ResultCache(_CACHE_SIZE)
@@ -98,12 +102,13 @@ def _roots(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Root
 
 
 def _describe(roots: list[Root]) -> str:
-    head = roots[0][1]
-    name = getattr(head, "__qualname__", None) or type(head).__qualname__
-    if roots[0][0] == "obj":
-        return f"obj: {type(head).__module__}.{type(head).__qualname__}"
-    rest = ", ".join(f"{p} ({len(o)})" for p, o, _ in roots[1:])
-    return f"fn: {name}" + (f", {rest}" if rest else "")
+    path, head, role = roots[0]
+    if role == "callable":
+        name = getattr(head, "__qualname__", None) or type(head).__qualname__
+    else:
+        name = f"{type(head).__module__}.{type(head).__qualname__}".removeprefix("builtins.")
+    rest = "".join(f", {p} ({len(o)})" for p, o, _ in roots[1:])
+    return f"{path}: {name}{rest}"
 
 
 # -- public ------------------------------------------------------------------------
@@ -121,9 +126,13 @@ def check(
     also loads the real payloads in a fresh worker for each start method other
     than fork, which settles what static rules cannot.
     """
-    transports = _transports(transport)
-    methods = _methods(start_method)
-    roots = _roots(obj, args, kwargs)
+    return check_roots(_roots(obj, args, kwargs), _transports(transport), _methods(start_method), verify=verify)
+
+
+def check_roots(
+    roots: list[Root], transports: tuple[str, ...], methods: tuple[str, ...], *, verify: bool = False
+) -> Report:
+    """check() for explicit roots: (path, object, "callable" | "data")."""
     matrix: dict[str, dict[str, str]] = {}
     problems: list[Problem] = []
     for t in transports:
@@ -149,6 +158,9 @@ def explain(exc: BaseException, obj: Any = None, *, transport: str | Sequence[st
         if report.problems:
             return report
     rule = _rules.classify(None, exc, "dump") if isinstance(exc, RecursionError) else _rules.classify_text(str(exc))
+    cause = exc.__cause__ or exc.__context__
+    if rule.name == "unknown" and cause is not None:  # a wrapper (SerializationError): ask its cause
+        rule = _rules.classify_text(f"{type(cause).__name__}: {cause}")
     stage = (
         "load"
         if isinstance(exc, (AttributeError, ModuleNotFoundError, EOFError)) and "pickle" not in str(exc)
@@ -176,7 +188,7 @@ def explain(exc: BaseException, obj: Any = None, *, transport: str | Sequence[st
 
 
 def _culprit_type(exc: BaseException) -> str:
-    match = _rules._TYPE_IN_TEXT.search(str(exc))
+    match = _rules.TYPE_IN_TEXT.search(str(exc))
     return match.group(1) if match else "?"
 
 
@@ -226,6 +238,11 @@ class _Job:
 
         return probe
 
+    def locate(self, probe: Callable[[Any], bool]) -> tuple[str, Any]:
+        """The path to the culprit: C pickle stores functions and classes by name, as a whole."""
+        opaque = _by_reference if self.transport == "pickle" else None
+        return _walk.locate(self.obj, self.path, probe, opaque)
+
     def load_fails(self, x: Any) -> bool:
         p = self.dumps(x)
         if p is None:
@@ -242,8 +259,14 @@ class _Job:
         type_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
         if isinstance(culprit, type):
             type_name = f"class {type_name}"
+        elif isinstance(culprit, (types.FunctionType, types.BuiltinFunctionType)):
+            type_name = f"function {culprit.__module__}.{culprit.__qualname__}"
         kw.setdefault("start_methods", self.methods)
         return Problem(self.transport, stage, path, type_name, error, rule.reason, rule.fix, rule.name, **kw)
+
+
+def _by_reference(x: Any) -> bool:
+    return isinstance(x, (types.FunctionType, type))
 
 
 def _assess_cached(root: Root, transport: str, methods: tuple[str, ...]) -> tuple[list[Problem], dict[str, str]]:
@@ -269,17 +292,23 @@ def _assess(job: _Job) -> tuple[list[Problem], dict[str, str]]:
         payload = _trial.dump(job.obj, job.transport, job.role)
     except _trial.TrialError as err:
         return [_dump_problem(job, err)], dict.fromkeys(job.methods, "fails")
-    refs = _resolve.references(payload.data)
+    # Loading here is what a forked worker does; it also lists every global the
+    # payload imports (at C speed). Only if it fails are the opcodes read instead.
+    refs: list[_resolve.Ref] = []
+    load_problem = None
+    try:
+        _trial.load(payload, lambda module, name: refs.append(_resolve.Ref(module, name)))
+    except Exception as exc:  # noqa: BLE001 - any failure to rebuild is the finding
+        where = job.locate(job.load_fails)
+        rule = _rules.classify(where[1], exc, "load")
+        load_problem = job.problem(where, "load", f"{type(exc).__name__}: {exc}", rule)
+        refs = _resolve.references(payload.data)
     problems = _unresolved_problems(job, refs)
     main_globals = _main_globals_problem(job, payload, refs)
     if main_globals is not None:
         problems.append(main_globals)
-    try:
-        _trial.load(payload)
-    except Exception as exc:  # noqa: BLE001 - any failure to rebuild is the finding
-        where = _walk.locate(job.obj, job.path, job.load_fails)
-        rule = _rules.classify(where[1], exc, "load")
-        problems.append(job.problem(where, "load", f"{type(exc).__name__}: {exc}", rule))
+    if load_problem is not None:
+        problems.append(load_problem)
     problems += _lossy_problems(job, payload, refs)
     verdicts = {m: worst([p.verdict for p in problems if m in p.start_methods]) for m in job.methods}
     return problems, verdicts
@@ -292,7 +321,7 @@ def _dump_problem(job: _Job, err: _trial.TrialError) -> Problem:
         where: tuple[str, Any] = (job.path, job.obj)
         rule = _rules.by_name("recursion")
     else:
-        where = _walk.locate(job.obj, job.path, lambda x: job.dumps(x) is None)
+        where = job.locate(lambda x: job.dumps(x) is None)
         first = job.dump_error(where[1]) or first
         rule = _rules.classify(where[1], first, "dump")
     return job.problem(where, "dump", f"{type(first).__name__}: {first}", rule)
@@ -306,7 +335,7 @@ def _unresolved_problems(job: _Job, refs: list[_resolve.Ref]) -> list[Problem]:
     problems = []
     for miss, methods in by_miss.items():
         ref = miss.ref
-        where = _walk.locate(job.obj, job.path, job.names(ref))
+        where = job.locate(job.names(ref))
         error = f"{miss.detail} (the payload refers to {ref.module}.{ref.name})" if ref.name else miss.detail
         problems.append(job.problem(where, "load", error, _rules.by_name(miss.rule), start_methods=tuple(methods)))
     return problems
@@ -320,7 +349,7 @@ def _main_globals_problem(job: _Job, payload: _trial.Payload, refs: list[_resolv
     spawned = tuple(m for m in job.methods if m != "fork")
     if not spawned or payload.serializer != "dill" or _MAIN_DICT not in refs:
         return None
-    where = _walk.locate(job.obj, job.path, job.names(_MAIN_DICT))
+    where = job.locate(job.names(_MAIN_DICT))
     fn = where[1]
     if not isinstance(fn, types.FunctionType):
         return None
@@ -339,16 +368,27 @@ def _lossy_problems(job: _Job, payload: _trial.Payload, refs: list[_resolve.Ref]
         name = _rules.lossy_rule(payload.serializer, ref.module, ref.name)
         if name is None:
             continue
-        where = _walk.locate(job.obj, job.path, job.names(ref))
-        hit = job.methods
-        if name == "logger-handlers":
-            if not _configured_logger(where[1]):
-                continue
-            hit = tuple(m for m in job.methods if m != "fork")  # a forked worker inherits the handlers
-            if not hit:
-                continue
-        problems.append(job.problem(where, "load", "", _rules.by_name(name), verdict="lossy", start_methods=hit))
+        where = job.locate(job.names(ref))
+        for rule, verdict, methods in _lossy_outcomes(name, where[1], job.methods):
+            problems.append(
+                job.problem(where, "load", "", _rules.by_name(rule), verdict=verdict, start_methods=methods)
+            )
     return problems
+
+
+def _lossy_outcomes(name: str, culprit: Any, methods: tuple[str, ...]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(rule, verdict, start methods) for a lossy global, confirmed on the culprit it belongs to."""
+    spawned = tuple(m for m in methods if m != "fork")
+    forked = tuple(m for m in methods if m == "fork")
+    if name == "logger-handlers":
+        # Loggers travel by name; a forked worker inherits the parent's configuration.
+        return [(name, "lossy", spawned)] if spawned and _configured_logger(culprit) else []
+    if name == "memoryview-copied":
+        return [(name, "lossy", methods)] if isinstance(culprit, memoryview) else []
+    if name == "file-reopened" and isinstance(getattr(culprit, "name", None), int):
+        out = [("file-descriptor", "fails", spawned)] if spawned else []
+        return out + ([(name, "lossy", forked)] if forked else [])
+    return [(name, "lossy", methods)]
 
 
 def _configured_logger(obj: Any) -> bool:

@@ -17,6 +17,7 @@ only if the script binds it at top level outside ``if __name__ == "__main__":``.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.machinery
 import io
 import os
@@ -48,42 +49,55 @@ class Miss:
 
 
 def references(data: bytes) -> list[Ref]:
-    """Every global and imported module ``data`` names, read from its opcodes (nothing runs)."""
-    strings: list[str] = []  # recent string constants, for STACK_GLOBAL and importer calls
-    memo: dict[int, str] = {}
+    """Every global and imported module ``data`` names, read from its opcodes (nothing runs).
+
+    A symbolic record of what each opcode pushed (the string, or None for
+    anything else) and of the memo names the two operands of STACK_GLOBAL and
+    the module name handed to an importer.
+    """
+    recent: list[str | None] = []
+    memo: dict[int, str | None] = {}
     refs: list[Ref] = []
     importing = False
-    for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+    for op, raw, _pos in pickletools.genops(io.BytesIO(data)):
+        arg: Any = raw
         name = op.name
-        if isinstance(arg, str) and name.endswith("UNICODE"):
-            strings.append(arg)
-            if importing:
-                refs.append(Ref(arg))
-                importing = False
-        elif name == "MEMOIZE" and strings:
-            memo[len(memo)] = strings[-1]
-        elif name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
-            strings.append(memo[arg])
-            if importing:
-                refs.append(Ref(memo[arg]))
-                importing = False
-        elif name in ("GLOBAL", "STACK_GLOBAL"):
-            ref = _global(name, arg, strings)
+        if name in _NO_PUSH:
+            continue
+        if name == "MEMOIZE" or name in _PUTS:
+            memo[len(memo) if name == "MEMOIZE" else int(arg)] = recent[-1] if recent else None
+            continue
+        value = memo.get(int(arg)) if name in _GETS else arg if isinstance(arg, str) and name in _STRINGS else None
+        if name in ("GLOBAL", "STACK_GLOBAL"):
+            ref = _global(name, arg, recent)
             if ref is not None:
                 refs.append(ref)
-                importing = (ref.module, ref.name) in _IMPORTERS
-            continue
-        if len(strings) > 4:
-            del strings[:-4]
+            importing = ref is not None and (ref.module, ref.name) in _IMPORTERS
+        elif importing and value is not None:
+            refs.append(Ref(value))
+            importing = False
+        elif name == "REDUCE":
+            importing = False
+        recent.append(value)
+        if len(recent) > 8:
+            del recent[:-4]
     return refs
 
 
-def _global(opname: str, arg: Any, strings: list[str]) -> Ref | None:
+_NO_PUSH = frozenset({"PROTO", "FRAME", "STOP", "MARK"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_STRINGS = frozenset(
+    {"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+)
+
+
+def _global(opname: str, arg: Any, recent: list[str | None]) -> Ref | None:
     if opname == "GLOBAL":
         module, _, qualname = str(arg).partition(" ")
         return Ref(module, qualname)
-    if len(strings) >= 2:
-        return Ref(strings[-2], strings[-1])
+    if len(recent) >= 2 and recent[-2] is not None and recent[-1] is not None:
+        return Ref(recent[-2], recent[-1])
     return None
 
 
@@ -111,7 +125,54 @@ def _resolve(ref: Ref) -> Miss | None:
         return None
     if not module_importable(ref.module):
         return Miss(ref, "module-not-importable", f"module {ref.module!r} cannot be imported by name")
+    dunder = ref.name.startswith("__") and ref.name.endswith("__")  # __dict__ etc.: every module has them
+    if ref.name and not dunder and not _defined_on_import(ref.module, ref.name.split(".")[0]):
+        detail = f"importing {ref.module!r} afresh does not define {ref.name!r} (it is set at runtime)"
+        return Miss(ref, "name-set-at-runtime", detail)
     return None
+
+
+_LIBRARY_ROOTS = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+
+
+def _defined_on_import(module_name: str, name: str) -> bool:
+    """Does a fresh import of the user's module bind ``name``? Libraries are trusted.
+
+    Only the user's own ``.py`` files are read; a module that binds names in
+    ways a reader cannot follow (``import *``, ``globals()``, a module
+    ``__getattr__``) is given the benefit of the doubt.
+    """
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return True
+    real = os.path.realpath(path)
+    if real.startswith(_LIBRARY_ROOTS) or "site-packages" in real:
+        return True
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return True
+    names = _module_names(real, stat.st_mtime_ns, stat.st_size)
+    return names is None or name in names
+
+
+@functools.lru_cache(maxsize=64)
+def _module_names(path: str, mtime_ns: int, size: int) -> frozenset[str] | None:
+    """Names a module file binds on import, or None when they cannot be read off its source.
+
+    A pure function of the file's content (keyed by path, mtime and size).
+    """
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        tree = ast.parse(source, path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if b"globals()" in source or b"import *" in source or b"setattr(sys.modules" in source:
+        return None
+    names = _bound(tree.body)
+    return None if "__getattr__" in names else frozenset(names)
 
 
 def module_importable(name: str) -> bool:

@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RULES", "Rule", "by_name", "classify", "classify_text", "lossy_rule"]
+__all__ = ["RULES", "TYPE_IN_TEXT", "Rule", "by_name", "classify", "classify_text", "lossy_rule"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ RULES: tuple[Rule, ...] = (
         "main-globals",
         "dill carries this __main__ function by value but binds it to the worker's own __main__, which under spawn/forkserver does not define the globals it uses: calling it raises NameError",
         "define those globals at the top level of a script file (above the `if __name__ == '__main__':` guard), pass them as arguments, or use transport='cloudpickle', which carries the globals a function uses",
+    ),
+    Rule(
+        "name-set-at-runtime",
+        "the object is stored by module and name, but that name is bound only at runtime (by a function call, a setattr, a factory), so a freshly started worker that imports the module does not find it",
+        "bind the name at the top level of the module (Point = make_point_class() at import time), use start_method='fork', or use transport='cloudpickle'",
     ),
     Rule(
         "module-not-importable",
@@ -252,6 +257,11 @@ RULES: tuple[Rule, ...] = (
         "make the class rebuildable from what its __reduce__ returns; try check(..., verify=True) to reproduce it in a fresh interpreter",
     ),
     Rule(
+        "fresh-load-failed",
+        "loading in a freshly started worker failed although it loads here: rebuilding it depends on state that only this process has (a registry filled at runtime, a setting changed after start-up)",
+        "make the object rebuildable from what it pickles (carry the state in __reduce__/__getstate__), create that state in a Pool initializer, or use start_method='fork'",
+    ),
+    Rule(
         "result",
         "the worker's result could not be serialized to send back to the parent",
         "return plain data (convert handles, generators and locks into values inside the function)",
@@ -272,6 +282,16 @@ RULES: tuple[Rule, ...] = (
         "send the path and open it in the worker",
     ),
     Rule(
+        "memoryview-copied",
+        "cloudpickle sends a memoryview as a bytes copy: the worker gets bytes, not a view onto the original buffer",
+        "send the object the view belongs to (a numpy array or bytearray), or bytes(view) explicitly",
+    ),
+    Rule(
+        "file-descriptor",
+        "dill reopens a file by its name, and this file has only a descriptor number (an anonymous temporary file): a new process has no such descriptor",
+        "use a named file (tempfile.NamedTemporaryFile) and send its path, or use start_method='fork'",
+    ),
+    Rule(
         "weakref-dead",
         "dill writes a weak reference without its referent: in the worker it points to nothing",
         "send the referent itself",
@@ -280,6 +300,11 @@ RULES: tuple[Rule, ...] = (
         "logger-handlers",
         "a logger travels by name: a spawned worker gets a logger with its name but none of the handlers or level configured in the parent",
         "configure logging in the worker (Pool(initializer=setup_logging)), or use start_method='fork'",
+    ),
+    Rule(
+        "unpicklable-type",
+        "objects of this type define no way to be rebuilt in another process (no __reduce__ that pickle accepts)",
+        "send the plain data it is built from and rebuild it inside the worker",
     ),
     Rule(
         "unknown",
@@ -300,11 +325,8 @@ def by_name(name: str) -> Rule:
 
 
 def _type_names(obj: Any) -> list[str]:
-    classes = obj.__mro__ if isinstance(obj, type) and obj.__module__ in ("builtins",) else type(obj).__mro__
-    names: list[str] = []
-    for cls in classes:
-        names += [f"{cls.__module__}.{cls.__qualname__}", cls.__qualname__]
-    return names
+    """Qualified names of the object's classes; bare names (a user's own ``Context``) never match."""
+    return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(obj).__mro__]
 
 
 def _by_type(obj: Any) -> Rule | None:
@@ -330,9 +352,7 @@ def _by_name(obj: Any) -> Rule | None:
         if "<locals>" in obj.__qualname__:
             return _BY_NAME["local-function"]
         return _BY_NAME["by-name-missing"]
-    cls = obj if isinstance(obj, type) else None
-    if cls is None:
-        return None
+    cls = obj if isinstance(obj, type) else type(obj)
     if "<locals>" in cls.__qualname__:
         return _BY_NAME["local-class"]
     return _BY_NAME["dynamic-class"]
@@ -349,11 +369,11 @@ def classify(culprit: Any, exc: BaseException | None, stage: str) -> Rule:
     """The rule for a failure at ``stage`` ("dump"/"load") whose culprit the walk found."""
     if isinstance(exc, RecursionError):
         return _BY_NAME["recursion"]
+    if stage == "load":  # it was written: what failed is rebuilding it, whatever its type
+        return _classify_load(culprit, exc)
     rule = _by_type(culprit)
     if rule is not None:
         return rule
-    if stage == "load":
-        return _classify_load(culprit, exc)
     if exc is not None and _raised_in(exc, _REDUCERS):
         return _BY_NAME["raising-reduce"]
     text = str(exc) if exc is not None else ""
@@ -378,7 +398,7 @@ def _classify_load(culprit: Any, exc: BaseException | None) -> Rule:
     return _BY_NAME["load-error"]
 
 
-_TYPE_IN_TEXT = re.compile(r"(?:cannot|can't|Can't) pickle '?([\w.]+)'?(?: object)?")
+TYPE_IN_TEXT = re.compile(r"(?:cannot|can't|Can't) pickle '?([\w.]+)'?(?: object)?")
 
 
 def classify_text(text: str) -> Rule:
@@ -396,7 +416,7 @@ def classify_text(text: str) -> Rule:
     for rule in _TEXT_ORDER:
         if rule.text is not None and re.search(rule.text, text):
             return rule
-    match = _TYPE_IN_TEXT.search(text)
+    match = TYPE_IN_TEXT.search(text)
     if match:
         name = match.group(1)
         for candidate in (name, name.rsplit(".", 1)[-1]):
@@ -405,6 +425,8 @@ def classify_text(text: str) -> Rule:
                 return found
         if name in ("weakref.ReferenceType", "weakref"):
             return _BY_NAME["weakref"]
+        if "object" in match.group(0):
+            return _BY_NAME["unpicklable-type"]
     return _BY_NAME["unknown"]
 
 
@@ -421,4 +443,5 @@ _LOSSY: dict[tuple[str, str, str], str] = {
     ("dill", "dill._dill", "_create_weakproxy"): "weakref-dead",
     ("*", "cloudpickle.cloudpickle", "_file_reconstructor"): "file-snapshot",
     ("*", "logging", "getLogger"): "logger-handlers",
+    ("cloudpickle", "builtins", "bytes"): "memoryview-copied",
 }

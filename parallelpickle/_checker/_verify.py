@@ -21,6 +21,7 @@ from typing import Any
 
 from .._transports import Codec
 from ._report import Problem, Report, worst
+from ._rules import by_name, classify_text
 
 __all__ = ["load_in_child", "verify_report"]
 
@@ -106,10 +107,10 @@ def _apply(report: Report, method: str, jobs: list[tuple[str, str, str, bytes]],
     for t, items in failed.items():
         known = any(p.transport == t and p.stage == "load" and method in p.start_methods for p in kept)
         if not known:
-            from ._rules import classify_text
-
             for path, error in items:
                 rule = classify_text(error)
+                if rule.name == "unknown":
+                    rule = by_name("fresh-load-failed")
                 kept.append(
                     Problem(
                         t, "load", path, "?", error, rule.reason, rule.fix, f"verified:{rule.name}", "fails", (method,)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import pickle
+import reprlib
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -33,6 +35,9 @@ Child = tuple[Step, Any]
 
 _MAX_DEPTH = 64
 _LINEAR = 8  # at most this many children are tried one by one; more are halved
+_KEY_REPR = reprlib.Repr()  # a long dict key is shortened, so a path stays one line
+_KEY_REPR.maxstring = 60
+_KEY_REPR.maxother = 60
 _SKIP_CLASS_ATTRS = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__slots__"})
 
 
@@ -41,19 +46,27 @@ def render(path: str, step: Step) -> str:
     if kind == "attr":
         return f"{path}.{key}" if isinstance(key, str) and key.isidentifier() else f"vars({path})[{key!r}]"
     if kind == "item":
-        return f"{path}[{key!r}]"
+        return f"{path}[{_KEY_REPR.repr(key)}]"
     if kind == "elem":
         return f"list({path})[{key}]"
     if key is None:
         return f"{path}.{kind}"
-    return f"{path}.{kind}[{key!r}]"  # __closure__, __globals__, __defaults__, ...
+    return f"{path}.{kind}[{_KEY_REPR.repr(key)}]"  # __closure__, __globals__, __defaults__, ...
 
 
-def locate(root: Any, path: str, fails: Callable[[Any], bool]) -> tuple[str, Any]:
-    """Descend from ``root`` while some part of it still ``fails``; return the deepest."""
+def locate(
+    root: Any, path: str, fails: Callable[[Any], bool], opaque: Callable[[Any], bool] | None = None
+) -> tuple[str, Any]:
+    """Descend from ``root`` while some part of it still ``fails``; return the deepest.
+
+    ``opaque`` objects are culprits as a whole: a serializer that stores
+    functions and classes by name never looks inside them.
+    """
     seen = {id(root)}
     obj = root
     for _ in range(_MAX_DEPTH):
+        if opaque is not None and opaque(obj):
+            break
         found = _failing_child(children(obj), fails, seen)
         if found is None:
             break
@@ -173,6 +186,8 @@ def _reduce_children(obj: Any) -> Iterator[Child]:
     func, args, state, listitems, dictitems = (*rv, None, None, None, None)[:5]
     if func in (getattr(copyreg, "__newobj__", None), getattr(copyreg, "__newobj_ex__", None)):
         args = args[1:]  # the class itself
+    elif not _by_name(func):
+        yield ("__reduce_ex__(5)", 0), func  # a rebuilding callable with no importable name travels by value
     for i, v in enumerate(args or ()):
         yield ("__reduce_ex__(5)[1]", i), v
     yield from _state_children(obj, state)
@@ -180,6 +195,14 @@ def _reduce_children(obj: Any) -> Iterator[Child]:
         yield ("item", i), v
     for k, v in dictitems or ():
         yield ("item", k), v
+
+
+def _by_name(func: Any) -> bool:
+    try:
+        pickle.dumps(func, 5)
+    except Exception:  # noqa: BLE001 - any refusal means it is not importable by name
+        return False
+    return True
 
 
 def _state_children(obj: Any, state: Any) -> Iterator[Child]:
