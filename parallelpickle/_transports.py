@@ -76,6 +76,23 @@ class Transport(Protocol):
     def loads(self, data: bytes, /) -> Any: ...
 
 
+def _loads_by_reference(data: bytes) -> bool:
+    """Whether a C pickle of a callable will load in a worker.
+
+    It must not name ``__main__`` (a spawned worker's ``__main__`` is another
+    module), and its references must resolve: a method bound from a lambda
+    dumps as ``getattr(obj, '<lambda>')``, which no worker can look up. Loading
+    it here is what a forked worker does; a by-reference pickle is tiny.
+    """
+    if _MAIN_MARKER in data:
+        return False
+    try:
+        pickle.loads(data)
+    except Exception:  # noqa: BLE001 - any failure means: carry it by value
+        return False
+    return True
+
+
 def resolve_transport(transport: object) -> str | Transport:
     """Validate a ``transport=`` argument; return a built-in name or the object."""
     if isinstance(transport, str):
@@ -201,8 +218,8 @@ class Codec:
             except Exception as exc:  # noqa: BLE001 - try the next serializer
                 errors.append(exc)
                 continue
-            if self.transport == "auto" and tag == PICKLE and _MAIN_MARKER in data:
-                continue  # by reference to __main__: carry it by value instead
+            if self.transport == "auto" and tag == PICKLE and not _loads_by_reference(data):
+                continue  # by reference to __main__, or to a name that does not resolve: by value
             return tag, data
         raise errors[0] if errors else pickle.PicklingError(f"cannot serialize {fn!r}")
 

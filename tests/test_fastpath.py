@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-from parallelpickle import Pool, _transports
+from parallelpickle import Pool, SerializationError, _transports
 
 from . import helpers
 
@@ -77,3 +78,14 @@ def test_closure_sees_values_at_call_time(make_pool: Callable[..., Pool], combo:
     assert pool.map(fn, [1, 2]) == [1, 2]
     box["k"] = 10  # same function object, new captured state: no stale cache
     assert pool.map(fn, [1, 2]) == [10, 20]
+
+
+def test_auto_carries_a_method_bound_from_a_lambda(make_pool: Callable[..., Pool], combo: tuple[str, str]) -> None:
+    # C pickle dumps it (as getattr(obj, '<lambda>')) but no worker can load
+    # that; auto must notice and carry it by value.
+    method = types.MethodType(lambda self, x: x + 1, helpers.UPPER)
+    if combo[0] == "pickle":  # stdlib pickle cannot: the worker's load fails, and says so
+        with pytest.raises(SerializationError, match="load"):
+            make_pool().map(method, range(4))
+        return
+    assert make_pool().map(method, range(4)) == [1, 2, 3, 4]
