@@ -47,6 +47,7 @@ __all__ = [
     "Codec",
     "Transport",
     "digest_of",
+    "loads_by_reference",
     "resolve_transport",
 ]
 
@@ -76,7 +77,7 @@ class Transport(Protocol):
     def loads(self, data: bytes, /) -> Any: ...
 
 
-def _loads_by_reference(data: bytes) -> bool:
+def loads_by_reference(data: bytes) -> bool:
     """Whether a C pickle of a callable will load in a worker.
 
     It must not name ``__main__`` (a spawned worker's ``__main__`` is another
@@ -218,7 +219,7 @@ class Codec:
             except Exception as exc:  # noqa: BLE001 - try the next serializer
                 errors.append(exc)
                 continue
-            if self.transport == "auto" and tag == PICKLE and not _loads_by_reference(data):
+            if self.transport == "auto" and tag == PICKLE and not loads_by_reference(data):
                 continue  # by reference to __main__, or to a name that does not resolve: by value
             return tag, data
         raise errors[0] if errors else pickle.PicklingError(f"cannot serialize {fn!r}")

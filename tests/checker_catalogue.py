@@ -739,9 +739,7 @@ simple("dict-keys", lambda: {"a": 1}.keys(), BY_VALUE, rule="unpicklable-type")
 simple("os-environ", lambda: __import__("os").environ, BY_VALUE, rule="local-function", path="obj.encodekey")
 simple("reduce-returns-lambda", ReduceLambda, BY_VALUE, rule="lambda", path="obj.__reduce_ex__(5)[0]")
 simple("local-bound-method", _local_bound_method, BY_VALUE, rule="local-class", path="fn.__self__")
-simple(
-    "method-from-lambda", lambda: types.MethodType(lambda self: 1, WithProperty()), "fails ok ok fails", rule="lambda"
-)
+simple("method-from-lambda", lambda: types.MethodType(lambda self: 1, WithProperty()), "fails ok ok ok", rule="lambda")
 simple("mmap", lambda: mmap.mmap(-1, 100), "fails fails fails fails", rule="unpicklable-type")
 simple("regex-match", lambda: re.match("a", "a"), "fails fails fails fails", rule="unpicklable-type")
 simple("text-wrapper-over-bytesio", lambda: io.TextIOWrapper(io.BytesIO()), "fails fails fails fails", rule="open-file")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ TINY = payloads.TINY
 
 @pytest.fixture(scope="module")
 def results() -> Results:
-    return run_suite(Config(TINY, workers=2, progress=False))
+    # loky, mpire and joblib register reducers process-wide when imported; they
+    # run in a child process below, so the rest of the test session keeps stdlib's.
+    return run_suite(Config(TINY, workers=2, progress=False, third_party=False))
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +229,14 @@ def test_cli_rejects_bad_options_before_running(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "--only", "everything"])
     assert exc.value.code == 2
+
+
+def test_third_party_pools_run_in_a_child(tmp_path: Path) -> None:
+    out = tmp_path / "pools.json"
+    cmd = [sys.executable, "-m", "parallelpickle", "bench", "--scale", "tiny", "--no-progress", "--only", "pools"]
+    subprocess.run([*cmd, "--json", str(out)], check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["pools"]
+    runners = {row["runner"] for row in rows}
+    assert {"loky", "mpire", "joblib"} <= runners, runners
+    for row in rows:  # numbers, or the reason there are none (such as "not installed")
+        assert row["ok"] or row["error"], row

@@ -223,9 +223,15 @@ class JoblibRunner(Runner):
         return list(Parallel(n_jobs=self.workers)(delayed(fn)(x) for x in items))
 
 
-def default_runners(workers: int) -> list[Runner]:
+def default_runners(workers: int, *, third_party: bool = True) -> list[Runner]:
+    """Our four transports, stdlib and pathos; loky, mpire and joblib unless ``third_party`` is off.
+
+    Importing those three changes process-wide pickling state (they register
+    reducers with ``multiprocessing.reduction``), so a caller that measures
+    something else in the same process afterwards may want them left out.
+    """
     ours: list[Runner] = [OurRunner(workers, t) for t in ("pickle", "dill", "cloudpickle", "auto")]
-    peers = [StdlibRunner, PathosRunner, LokyRunner, MpireRunner, JoblibRunner]
+    peers = [StdlibRunner, PathosRunner, *([LokyRunner, MpireRunner, JoblibRunner] if third_party else [])]
     return [*ours, *(cls(workers) for cls in peers)]
 
 

@@ -32,6 +32,7 @@ class Config:
     workers: int = 2
     only: tuple[str, ...] = SECTIONS
     progress: bool = True
+    third_party: bool = True  # loky, mpire and joblib among the pools, when installed
 
 
 @dataclass
@@ -92,7 +93,9 @@ def run_suite(config: Config) -> Results:
     with _progress(config.progress) as progress:
         res = Results(config, payloads=payloads.catalogue(scale), serializers=default_serializers())
         samples = compression.prepare(res.payloads, scale.compress_cap_bytes) if "compression" in config.only else []
-        runners = pools.default_runners(config.workers) if "pools" in config.only else []
+        runners = (
+            pools.default_runners(config.workers, third_party=config.third_party) if "pools" in config.only else []
+        )
         res.workloads = pools.workloads(scale) if runners else []
         res.runner_names = [r.name for r in runners]
         progress.section("serializers", _total(config, res, len(samples), len(runners)))

@@ -31,6 +31,8 @@ from typing import Any
 import cloudpickle
 import dill
 
+from .._transports import loads_by_reference
+
 __all__ = ["Payload", "TrialError", "dump", "load"]
 
 _PROTOCOL = 5
@@ -156,6 +158,8 @@ def _dump_auto(obj: Any, role: str) -> Payload:
         first = dump_with("pickle", obj)
     except Exception as exc:  # noqa: BLE001 - C pickle refused: go by value
         errors.append(exc)
+    if first is not None and role != "data" and not loads_by_reference(first.data):
+        first = None  # a callable whose C pickle would not load in a worker goes by value
     if first is not None and _MAIN_MARKER not in first.data:
         return first
     if first is not None and role == "data":
