@@ -314,6 +314,9 @@ class Attachments:
             seg = self._maps[name] = Segment(name)
         return seg
 
+    def find(self, name: str) -> Segment | None:
+        return self._maps.get(name)
+
     def views(self, descs: Iterable[Desc]) -> list[memoryview]:
         return [self.get(name).view(off, n) for name, off, n in descs]
 
@@ -610,18 +613,17 @@ class ParentLink:
 class ShmTask:
     """One chunk's shared-memory state in a worker."""
 
-    def __init__(self, link: WorkerLink, codec: Codec, cid: int, views: list[memoryview]) -> None:
+    def __init__(self, link: WorkerLink, codec: Codec, cid: int, buffers: tuple[Desc, ...]) -> None:
         self._link = link
         self._codec = codec
         self.cid = cid
-        self._views: list[memoryview] | None = views
+        self._buffers = buffers
         self.result_descs: tuple[Desc, ...] = ()
         self.info = ShmInfo()
 
     def take_buffers(self) -> list[memoryview] | None:
-        """The argument buffers, handed to ``loads`` once (this object keeps no view)."""
-        views, self._views = self._views, None
-        return views or None
+        """Views of the argument buffers, for ``loads`` (this object keeps none)."""
+        return self._link.maps.views(self._buffers) if self._buffers else None
 
     def dump(self, obj: Any) -> tuple[str, bytes]:
         """``Codec.dumps_data`` with big buffers copied into the worker's arena."""
@@ -642,34 +644,30 @@ class WorkerLink:
     def __init__(self, cfg: ShmConfig) -> None:
         self.cfg = cfg
         self.arena = Arena(f"{cfg.prefix}w{os.getpid()}_", keep=_WORKER_KEEP)
-        self._maps = Attachments()
+        self.maps = Attachments()
         self._shared: dict[str, Any] = {}
         self._codec: Codec | None = None
 
     @contextlib.contextmanager
     def running(self, info: ShmInfo | None, codec: Codec, cid: int) -> Iterator[ShmTask]:
         """Around one task: yields its buffers; afterwards ``task.info`` is the reply's part."""
-        names: set[str] = set()
-        views: list[memoryview] = []
-        if info is not None:
-            for key in info.acks:
-                self.arena.release(key)
-            self._maps.drop(info.dropped)
-            names = {name for name, _, _ in info.buffers}
-            views = self._maps.views(info.buffers)
-        task = ShmTask(self, codec, cid, views)
-        del views
+        if info is None:
+            info = ShmInfo()
+        for key in info.acks:
+            self.arena.release(key)
+        self.maps.drop(info.dropped)
+        task = ShmTask(self, codec, cid, info.buffers)
         self._codec = codec
         token = _LINK.set(self)
         try:
             yield task
         finally:
             _LINK.reset(token)
-            task.take_buffers()
+        names = {name for name, _, _ in info.buffers}
         task.info = ShmInfo(task.result_descs, (), tuple(self.arena.take_dropped()), self._kept(names))
 
     def _kept(self, names: set[str]) -> bool:
-        segments = [self._maps.get(n) for n in names]
+        segments = [seg for seg in map(self.maps.find, names) if seg is not None]
         if not any(s.in_use() for s in segments):
             return False
         import gc
@@ -681,12 +679,12 @@ class WorkerLink:
         """A Shared object, loaded once per worker over read-only views."""
         if key not in self._shared:
             assert self._codec is not None
-            views = [v.toreadonly() for v in self._maps.views(buffers)]
+            views = [v.toreadonly() for v in self.maps.views(buffers)]
             self._shared[key] = self._codec.loads(tag, data, views)
         return self._shared[key]
 
     def close(self) -> None:
         """Unmap everything; the parent unlinks (it may still be reading results)."""
         self._shared.clear()
-        self._maps.close()
+        self.maps.close()
         self.arena.close(unlink=False)

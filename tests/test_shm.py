@@ -255,3 +255,16 @@ def test_workers_remove_segments_of_a_killed_parent(tmp_path: Path, method: str)
     while ours(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ours(proc.pid) == []
+
+
+def test_share_on_threads_carries_the_object() -> None:
+    with Pool(2, backend="thread") as pool:
+        data = np.arange(N)
+        handle = pool.share(data)
+        assert pool.map(shm_helpers.total, [handle] * 3) == [float(data.sum())] * 3
+
+
+def test_shared_handle_loads_outside_a_worker(shm_pool: Pool) -> None:
+    handle = shm_pool.share({"a": np.arange(N), "b": b"x" * 10_000})
+    copy = pickle.loads(pickle.dumps(handle))
+    assert np.array_equal(copy["a"], np.arange(N)) and copy["b"] == b"x" * 10_000
