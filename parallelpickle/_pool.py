@@ -71,6 +71,10 @@ class Pool(Executor):
     ``"dill"`` (pathos' multiprocess, dill), ``"cloudpickle"``, ``"auto"``
     (the fastest that works, per callable and per chunk) or an object with
     ``name``, ``dumps`` and ``loads``.
+
+    ``shm_threshold``: buffers of at least this many bytes in arguments and
+    results (numpy arrays, bytes) travel through shared memory instead of the
+    pipe; None means 1 MiB, 0 turns it off (see ``_shm``).
     """
 
     def __init__(

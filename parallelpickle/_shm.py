@@ -197,6 +197,10 @@ class Segment:
             else:
                 size = os.fstat(fd).st_size
             self._map = mmap.mmap(fd, size)
+            if hasattr(mmap, "MADV_DONTFORK"):
+                # Workers forked later (of this pool or another) must not
+                # inherit the mapping: it would pin the memory after unlink.
+                self._map.madvise(mmap.MADV_DONTFORK)
         except BaseException:
             if create:
                 _unlink(name)
