@@ -460,10 +460,10 @@ _LINK: contextvars.ContextVar[WorkerLink | None] = contextvars.ContextVar("paral
 class Shared(Generic[T]):
     """A large object placed in shared memory once: what :meth:`Pool.share` returns.
 
-    Pass the handle as an argument (or capture it in the callable); each
-    worker maps and loads it once, and the task receives the object itself,
-    with its big buffers read-only and shared by every worker. The memory is
-    freed when the pool shuts down. ``handle.value`` is the original object.
+    Pass the handle as an argument (alone, or inside a tuple, list or dict):
+    each worker maps and loads it once, and the task receives the object
+    itself, its big buffers read-only and shared by every worker. The memory
+    is freed when the pool shuts down. ``handle.value`` is the original object.
     """
 
     __slots__ = ("_buffers", "_data", "_key", "_tag", "value")
@@ -611,6 +611,8 @@ class ParentLink:
             self._closed = True
         self._arena.close()
         self._maps.close()
+        self._peers.clear()  # drop the worker objects (and their pipes) with the pool's end
+        self._descs.clear()
         self._finalizer()
 
 

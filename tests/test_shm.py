@@ -205,15 +205,16 @@ SCRIPT = textwrap.dedent(
         pool = Pool(2, transport=transport, start_method=method, shm_threshold=4096)
         pool.map(shm_helpers.total, [np.ones(20_000)] * 4)
         handle = pool.share(np.ones(20_000))
-        print(json.dumps(pool.map(shm_helpers.shared_view, [handle] * 4, chunksize=1)), flush=True)
-        if ending == "interrupt":
-            try:
+        seen = pool.map(shm_helpers.shared_view, [handle] * 4, chunksize=1)
+        try:
+            print(json.dumps(seen), flush=True)  # inside the try: Ctrl-C may follow at once
+            if ending == "interrupt":
                 pool.map(shm_helpers.big_then, [(np.ones(20_000), "none")] * 10**6, chunksize=1)
-            except KeyboardInterrupt:
-                print("interrupted", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
             pool = Pool(2, transport=transport, start_method=method, shm_threshold=4096)
             pool.map(shm_helpers.total, [np.ones(20_000)] * 4)
-        elif ending == "sigkill":
+        if ending == "sigkill":
             os.kill(os.getpid(), 9)
         # "exit" and after the interrupt: leave without closing the pool
     """
