@@ -107,6 +107,13 @@ def test_buffers_leave_the_pipe(shm_pool: Pool) -> None:
     assert after.bytes_received - before.bytes_received < 100_000
 
 
+def test_any_pickle_buffer_goes_out_of_band(shm_pool: Pool) -> None:
+    blobs = [shm_helpers.Blob(bytearray(os.urandom(300_000))) for _ in range(3)]
+    before = shm_pool.stats.bytes_sent
+    assert shm_pool.map(shm_helpers.identity, blobs) == blobs
+    assert shm_pool.stats.bytes_sent - before < 100_000
+
+
 def test_bytes_and_bytearray_nested_in_containers(shm_pool: Pool) -> None:
     big = bytes(range(256)) * 64
     items = [
