@@ -19,6 +19,7 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._pool import Pool
+from ._shm import Shared
 from ._stats import PoolStats
 from ._transports import Transport
 
@@ -31,6 +32,7 @@ __all__ = [
     "PoolStats",
     "RemoteError",
     "SerializationError",
+    "Shared",
     "TaskTimeoutError",
     "Transport",
     "WorkerCrashedError",

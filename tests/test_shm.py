@@ -276,3 +276,22 @@ def test_shared_handle_loads_outside_a_worker(shm_pool: Pool) -> None:
     handle = shm_pool.share({"a": np.arange(N), "b": b"x" * 10_000})
     copy = pickle.loads(pickle.dumps(handle))
     assert np.array_equal(copy["a"], np.arange(N)) and copy["b"] == b"x" * 10_000
+
+
+def test_no_replacement_workers_once_multiprocessing_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter exit multiprocessing kills daemon children, then joins every child:
+    a worker started in between (to replace a killed one) would be joined forever."""
+    import multiprocessing.util
+
+    pool = Pool(2, transport="pickle", start_method="fork", shm_threshold=THRESHOLD)
+    try:
+        first, second = pool._engine.worker_pids()  # type: ignore[union-attr]
+        monkeypatch.setattr(multiprocessing.util, "_exiting", True)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while first in pool._engine.worker_pids() and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.02)
+        assert pool._engine.worker_pids() == [second]  # type: ignore[union-attr]
+    finally:
+        pool.terminate()
+    assert left(prefix_of(pool)) == []
