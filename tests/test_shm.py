@@ -295,3 +295,18 @@ def test_no_replacement_workers_once_multiprocessing_exits(monkeypatch: pytest.M
     finally:
         pool.terminate()
     assert left(prefix_of(pool)) == []
+
+
+def test_full_shared_memory_falls_back_in_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    from parallelpickle import _shm
+
+    def no_space(self: Any, name: str, size: int = 0, *, create: bool = False) -> None:
+        raise OSError(28, "No space left on device")
+
+    # Under fork the workers inherit the patch: both directions fall back.
+    monkeypatch.setattr(_shm.Segment, "__init__", no_space)
+    arrays = [np.arange(N) * i for i in range(4)]
+    with Pool(2, transport="auto", start_method="fork", shm_threshold=THRESHOLD) as pool:
+        back = pool.map(shm_helpers.identity, arrays, chunksize=1)
+        assert pool.stats.bytes_sent > 4 * arrays[0].nbytes
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back))
