@@ -20,6 +20,7 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._pool import Pool
+from ._shm import Shared
 from ._stats import PoolStats
 from ._transports import Transport
 
@@ -34,6 +35,7 @@ __all__ = [
     "Report",
     "RemoteError",
     "SerializationError",
+    "Shared",
     "TaskTimeoutError",
     "Transport",
     "WorkerCrashedError",

@@ -29,6 +29,7 @@ import pickle
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -658,8 +659,16 @@ class LocalEngine:
         self._fail_pending(w)
         self._count_startup_death(w)
         w.release()
-        if not self._terminating and self.broken is None:
+        if not self._terminating and self.broken is None and not self._interpreter_exiting():
             self._workers.append(self._new_worker())
+
+    def _interpreter_exiting(self) -> bool:
+        """multiprocessing's atexit hook has begun: it kills daemon children and then
+        joins every child, so a replacement started now would be waited for forever."""
+        if self._ctx is None:
+            return False
+        util = sys.modules.get(type(self._ctx).__module__.split(".")[0] + ".util")
+        return bool(getattr(util, "_exiting", False))
 
     def _count_startup_death(self, w: _WorkerBase) -> None:
         if w.started():

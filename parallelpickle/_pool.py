@@ -77,6 +77,10 @@ class Pool(Executor):
     ``backend`` is ``"process"``, ``"thread"`` or ``"dask"``: dask.distributed,
     on a LocalCluster the pool starts and stops (``address=None``) or on the
     scheduler at ``address`` (``"tcp://host:port"``), which it leaves running.
+
+    ``shm_threshold``: buffers of at least this many bytes in arguments and
+    results (numpy arrays, bytes) travel through shared memory instead of the
+    pipe; None means 1 MiB, 0 turns it off (see ``_shm``).
     """
 
     def __init__(

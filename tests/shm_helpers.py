@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import numpy as np
@@ -50,3 +51,22 @@ def big_then(arg: tuple[Any, str]) -> Any:
 def big_at_dump(arg: tuple[Any, str]) -> Any:
     array, how = arg
     return [array, faults.AtDump(how)] if how != "none" else [array]
+
+
+class Blob:
+    """A user type that pickles its payload as a protocol-5 PickleBuffer (PEP 574)."""
+
+    def __init__(self, data: bytearray) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return Blob._rebuild, (pickle.PickleBuffer(self.data),)
+
+    @staticmethod
+    def _rebuild(buffer: Any) -> Blob:
+        return Blob(bytearray(buffer))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Blob) and other.data == self.data
+
+    __hash__ = None  # type: ignore[assignment]

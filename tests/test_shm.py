@@ -107,6 +107,13 @@ def test_buffers_leave_the_pipe(shm_pool: Pool) -> None:
     assert after.bytes_received - before.bytes_received < 100_000
 
 
+def test_any_pickle_buffer_goes_out_of_band(shm_pool: Pool) -> None:
+    blobs = [shm_helpers.Blob(bytearray(os.urandom(300_000))) for _ in range(3)]
+    before = shm_pool.stats.bytes_sent
+    assert shm_pool.map(shm_helpers.identity, blobs) == blobs
+    assert shm_pool.stats.bytes_sent - before < 100_000
+
+
 def test_bytes_and_bytearray_nested_in_containers(shm_pool: Pool) -> None:
     big = bytes(range(256)) * 64
     items = [
@@ -174,7 +181,7 @@ def test_no_segment_outlives_faults_or_the_pool(combo: tuple[str, str]) -> None:
                 pool.map(fn, items, chunksize=1)
             # The pool still works, with big arguments and results.
             assert float(pool.map(shm_helpers.filled, [N])[0].sum()) == 7.0 * N
-        pids = {p for p in pool.map(faults.getpid, range(8), chunksize=1)}
+        pids = pool._engine.worker_pids()  # type: ignore[union-attr]
         workers = prefix_of(pool) + "w"
         alive = {n[len(workers) :].split("_")[0] for n in left(workers)}
         assert alive <= {str(p) for p in pids}, "segments of dead workers remain"
@@ -205,15 +212,16 @@ SCRIPT = textwrap.dedent(
         pool = Pool(2, transport=transport, start_method=method, shm_threshold=4096)
         pool.map(shm_helpers.total, [np.ones(20_000)] * 4)
         handle = pool.share(np.ones(20_000))
-        print(json.dumps(pool.map(shm_helpers.shared_view, [handle] * 4, chunksize=1)), flush=True)
-        if ending == "interrupt":
-            try:
+        seen = pool.map(shm_helpers.shared_view, [handle] * 4, chunksize=1)
+        try:
+            print(json.dumps(seen), flush=True)  # inside the try: Ctrl-C may follow at once
+            if ending == "interrupt":
                 pool.map(shm_helpers.big_then, [(np.ones(20_000), "none")] * 10**6, chunksize=1)
-            except KeyboardInterrupt:
-                print("interrupted", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
             pool = Pool(2, transport=transport, start_method=method, shm_threshold=4096)
             pool.map(shm_helpers.total, [np.ones(20_000)] * 4)
-        elif ending == "sigkill":
+        if ending == "sigkill":
             os.kill(os.getpid(), 9)
         # "exit" and after the interrupt: leave without closing the pool
     """
@@ -255,3 +263,50 @@ def test_workers_remove_segments_of_a_killed_parent(tmp_path: Path, method: str)
     while ours(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ours(proc.pid) == []
+
+
+def test_share_on_threads_carries_the_object() -> None:
+    with Pool(2, backend="thread") as pool:
+        data = np.arange(N)
+        handle = pool.share(data)
+        assert pool.map(shm_helpers.total, [handle] * 3) == [float(data.sum())] * 3
+
+
+def test_shared_handle_loads_outside_a_worker(shm_pool: Pool) -> None:
+    handle = shm_pool.share({"a": np.arange(N), "b": b"x" * 10_000})
+    copy = pickle.loads(pickle.dumps(handle))
+    assert np.array_equal(copy["a"], np.arange(N)) and copy["b"] == b"x" * 10_000
+
+
+def test_no_replacement_workers_once_multiprocessing_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter exit multiprocessing kills daemon children, then joins every child:
+    a worker started in between (to replace a killed one) would be joined forever."""
+    import multiprocessing.util
+
+    pool = Pool(2, transport="pickle", start_method="fork", shm_threshold=THRESHOLD)
+    try:
+        first, second = pool._engine.worker_pids()  # type: ignore[union-attr]
+        monkeypatch.setattr(multiprocessing.util, "_exiting", True)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while first in pool._engine.worker_pids() and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.02)
+        assert pool._engine.worker_pids() == [second]  # type: ignore[union-attr]
+    finally:
+        pool.terminate()
+    assert left(prefix_of(pool)) == []
+
+
+def test_full_shared_memory_falls_back_in_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    from parallelpickle import _shm
+
+    def no_space(self: Any, name: str, size: int = 0, *, create: bool = False) -> None:
+        raise OSError(28, "No space left on device")
+
+    # Under fork the workers inherit the patch: both directions fall back.
+    monkeypatch.setattr(_shm.Segment, "__init__", no_space)
+    arrays = [np.arange(N) * i for i in range(4)]
+    with Pool(2, transport="auto", start_method="fork", shm_threshold=THRESHOLD) as pool:
+        back = pool.map(shm_helpers.identity, arrays, chunksize=1)
+        assert pool.stats.bytes_sent > 4 * arrays[0].nbytes
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back))
