@@ -37,27 +37,26 @@ def big(request: pytest.FixtureRequest) -> np.ndarray[Any, Any]:
 
 
 @pytest.fixture(scope="module")
-def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
     found: dict[str, float] = {}
     yield found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not found:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        if "big_array" in found and "scalar" in found:
-            extra = (found["big_array"] - found["scalar"]) * 1e3
-            reporter.write_line(
-                f"C1: check(fn, big array) - check(fn, 1.0) = {found['big_array'] * 1e3:.2f} ms - "
-                f"{found['scalar'] * 1e3:.2f} ms = {extra:.2f} ms  (goal <= 10 ms: {'met' if extra <= 10 else 'MISSED'})"
-            )
-        if "cached_callable" in found and "fresh_closure" in found:
-            ratio = found["fresh_closure"] / found["cached_callable"]
-            reporter.write_line(
-                f"C2: fresh closure / cached callable = {found['fresh_closure'] * 1e3:.2f} ms / "
-                f"{found['cached_callable'] * 1e3:.2f} ms = {ratio:.1f}x"
-            )
+    if found:
+        report_after.append(lambda write: _report(write, found))
+
+
+def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+    if "big_array" in found and "scalar" in found:
+        extra = (found["big_array"] - found["scalar"]) * 1e3
+        write(
+            f"C1: check(fn, big array) - check(fn, 1.0) = {found['big_array'] * 1e3:.2f} ms - "
+            f"{found['scalar'] * 1e3:.2f} ms = {extra:.2f} ms  (goal <= 10 ms: {'met' if extra <= 10 else 'MISSED'})"
+        )
+    if "cached_callable" in found and "fresh_closure" in found:
+        ratio = found["fresh_closure"] / found["cached_callable"]
+        write(
+            f"C2: fresh closure / cached callable = {found['fresh_closure'] * 1e3:.2f} ms / "
+            f"{found['cached_callable'] * 1e3:.2f} ms = {ratio:.1f}x"
+        )
 
 
 def _fresh_closure() -> Callable[[Any], Any]:

@@ -59,35 +59,28 @@ def pools() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
     found: dict[str, float] = {}
     yield found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not found:
-        return
-    with capture.global_and_fixture_disabled():
-        _report(reporter, found)
+    if found:
+        report_after.append(lambda write: _report(write, found))
 
 
-def _report(reporter: Any, found: dict[str, float]) -> None:
-    reporter.write_line("")
-    reporter.write_line(f"dask backend (medians, {N} items, {WORKERS}-worker LocalCluster):")
+def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+    write(f"dask backend (medians, {N} items, {WORKERS}-worker LocalCluster):")
     if "dask_auto_lambda" in found:
         t = found["dask_auto_lambda"]
-        reporter.write_line(
+        write(
             f"  D1: dask pool map of a lambda = {t:.3f} s  (goal <= {GOAL_S} s: {'met' if t <= GOAL_S else 'MISSED'})"
         )
     if "dask_pickle_module_fn" in found:
-        reporter.write_line(f"      transport 'pickle', module function = {found['dask_pickle_module_fn']:.3f} s")
+        write(f"      transport 'pickle', module function = {found['dask_pickle_module_fn']:.3f} s")
     if "dask_one_task_per_item" in found:
         per_task = found["dask_one_task_per_item"] / PER_TASK_N
-        reporter.write_line(
-            f"  D2: one Dask task per item = {per_task * 1e3:.2f} ms per task -> {per_task * N:.0f} s for {N} items"
-        )
+        write(f"  D2: one Dask task per item = {per_task * 1e3:.2f} ms per task -> {per_task * N:.0f} s for {N} items")
     if "dask_auto_lambda" in found and "process_auto_lambda" in found:
         ratio = found["dask_auto_lambda"] / found["process_auto_lambda"]
-        reporter.write_line(
+        write(
             f"  D3: dask / process pool = {found['dask_auto_lambda'] * 1e3:.1f} ms / "
             f"{found['process_auto_lambda'] * 1e3:.1f} ms = {ratio:.2f}"
         )

@@ -59,25 +59,20 @@ def pools() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def medians(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
     found: dict[str, float] = {}
     yield found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not found:
-        return
-    with capture.global_and_fixture_disabled():
-        _report(reporter, found)
+    if found:
+        report_after.append(lambda write: _report(write, found))
 
 
-def _report(reporter: Any, found: dict[str, float]) -> None:
-    reporter.write_line("")
-    reporter.write_line(f"fast-path ratios (medians, {N} items, {WORKERS} workers):")
+def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+    write(f"fast-path ratios (medians, {N} items, {WORKERS} workers):")
     for goal, num, den, op, limit in GOALS:
         if num in found and den in found:
             ratio = found[num] / found[den]
             ok = ratio <= limit if op == "<=" else ratio >= limit
-            reporter.write_line(
+            write(
                 f"  {goal}: {num} / {den} = {found[num] * 1e3:.1f} ms / {found[den] * 1e3:.1f} ms"
                 f" = {ratio:.2f}  (goal {op} {limit}: {'met' if ok else 'MISSED'})"
             )

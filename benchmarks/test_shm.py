@@ -16,7 +16,7 @@ With benchmarking disabled (the CI smoke run) the arrays are 1 MB.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -67,31 +67,24 @@ def pools() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def medians(request: pytest.FixtureRequest, elements: int) -> Iterator[dict[str, float]]:
+def medians(report_after: list[Any], elements: int) -> Iterator[dict[str, float]]:
     found: dict[str, float] = {}
     yield found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not found:
-        return
-    with capture.global_and_fixture_disabled():
-        _report(reporter, found, COUNT * elements * 8)
+    if found:
+        report_after.append(lambda write: _report(write, found, COUNT * elements * 8))
 
 
-def _report(reporter: Any, found: dict[str, float], nbytes: int) -> None:
-    reporter.write_line("")
-    reporter.write_line(
-        f"shared-memory goals (medians, {COUNT} arrays of {nbytes / COUNT / 1e6:.0f} MB, {WORKERS} workers):"
-    )
+def _report(write: Callable[[str], None], found: dict[str, float], nbytes: int) -> None:
+    write(f"shared-memory goals (medians, {COUNT} arrays of {nbytes / COUNT / 1e6:.0f} MB, {WORKERS} workers):")
     for case, seconds in sorted(found.items()):
-        reporter.write_line(f"  {case}: {seconds * 1e3:.0f} ms = {nbytes / seconds / 1e6:.0f} MB/s effective")
+        write(f"  {case}: {seconds * 1e3:.0f} ms = {nbytes / seconds / 1e6:.0f} MB/s effective")
     if "auto_sum" in found:
         rate = nbytes / found["auto_sum"] / 1e9
-        reporter.write_line(f"  S1: auto_sum {rate:.2f} GB/s (goal >= 2: {'met' if rate >= 2 else 'MISSED'})")
+        write(f"  S1: auto_sum {rate:.2f} GB/s (goal >= 2: {'met' if rate >= 2 else 'MISSED'})")
     for goal, slow, fast, limit in GOALS:
         if slow in found and fast in found:
             ratio = found[slow] / found[fast]
-            reporter.write_line(
+            write(
                 f"  {goal}: {slow} / {fast} = {ratio:.1f}x  (goal >= {limit}: {'met' if ratio >= limit else 'MISSED'})"
             )
 
