@@ -42,3 +42,23 @@ def make_pool(combo: tuple[str, str]) -> Iterator[Callable[..., Pool]]:
 @pytest.fixture
 def pool(make_pool: Callable[..., Pool]) -> Pool:
     return make_pool()
+
+
+@pytest.fixture(scope="module")
+def pools() -> Iterator[dict[tuple[str, str], Pool]]:
+    """Pools kept for a whole module, keyed by (transport, start_method); terminated at its end."""
+    made: dict[tuple[str, str], Pool] = {}
+    yield made
+    for pool in made.values():
+        pool.terminate()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the dask tests last.
+
+    Importing dask installs tblib's reducers for every exception class that
+    exists at that moment, process-wide (and into every worker forked later):
+    exceptions and tracebacks that do not pickle anywhere else start to. The
+    tests of what does not pickle must not depend on whether dask came first.
+    """
+    items.sort(key=lambda item: item.path.name == "test_dask.py")  # stable: the rest keep their order

@@ -8,6 +8,7 @@ start their own cluster or scheduler do so only to watch it being stopped
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -23,7 +24,12 @@ from typing import Any
 import psutil
 import pytest
 
-pytest.importorskip("distributed", reason="backend='dask' needs the [dask] extra (dask.distributed is not installed)")
+if importlib.util.find_spec("distributed") is None:
+    pytest.skip("backend='dask' needs the [dask] extra (dask.distributed is not installed)", allow_module_level=True)
+# Not imported here: importing dask makes every exception and traceback picklable
+# process-wide (it installs tblib's reducers), which would change what the other
+# test modules observe as soon as pytest collects this one. The first dask pool
+# imports it, when this module's tests run.
 
 from parallelpickle import Pool, SerializationError, WorkerCrashedError
 from parallelpickle._errors import RemoteTraceback

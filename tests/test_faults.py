@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,6 @@ from parallelpickle._errors import RemoteTraceback
 from . import faults
 
 LIMIT_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def pools() -> Iterator[dict[tuple[str, str], Pool]]:
-    made: dict[tuple[str, str], Pool] = {}
-    yield made
-    for pool in made.values():
-        pool.terminate()
 
 
 @pytest.fixture

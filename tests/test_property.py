@@ -10,10 +10,8 @@ would spend the test's time starting processes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,14 +42,6 @@ nested = st.recursive(
     ),
     max_leaves=20,
 )
-
-
-@pytest.fixture(scope="module")
-def pools() -> Iterator[dict[tuple[str, str], Pool]]:
-    cache: dict[tuple[str, str], Pool] = {}
-    yield cache
-    for pool in cache.values():
-        pool.terminate()
 
 
 def _same(a: Any, b: Any) -> bool:
