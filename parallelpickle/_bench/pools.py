@@ -22,6 +22,7 @@ is not installed is reported as such; a runner that cannot carry a workload
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import multiprocessing
@@ -200,9 +201,9 @@ class MpireRunner(Runner):
     needs = "mpire"
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        from mpire import WorkerPool  # type: ignore[attr-defined]
-
-        with WorkerPool(n_jobs=self.workers) as pool:
+        # Looked up at run time: mpire is optional, and its exports are not typed.
+        worker_pool: Any = getattr(importlib.import_module("mpire"), "WorkerPool")  # noqa: B009
+        with worker_pool(n_jobs=self.workers) as pool:
             return list(pool.map(fn, items))
 
 
