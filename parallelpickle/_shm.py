@@ -53,6 +53,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ _ALIGN = 64  # buffers start on cache lines (and on any dtype's alignment)
 _GRAIN = 1 << 20  # segment sizes are rounded up to this, so leases fit again
 _WORKER_KEEP = 4  # free result segments a worker keeps mapped
 _SHM_DIR = "/dev/shm"
+_DYING_GRACE_S = 1.0  # how long an owner that closed our pipe may take to show as dead
 _OWN_NAME = re.compile(r"pp_(\d+)_[0-9a-f]{8}_")
 
 try:
@@ -180,8 +182,17 @@ def remove_if_orphaned(prefix: str) -> None:
     workers are still reading.
     """
     match = _OWN_NAME.match(prefix)
-    if match and not pid_alive(int(match.group(1))):
-        remove_prefix(prefix)
+    if not match:
+        return
+    owner = int(match.group(1))
+    # A dying process closes its pipes before it shows as dead (a zombie):
+    # give it a moment to finish dying before deciding it lives on.
+    deadline = time.monotonic() + _DYING_GRACE_S
+    while pid_alive(owner):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+    remove_prefix(prefix)
 
 
 def sweep_stale() -> None:
