@@ -400,12 +400,16 @@ class LocalEngine:
             self._retire_finished_jobs()
             if self._closing and not self._jobs:
                 return
+            # Only the workers that were waited on: a sentinel is a bare fd
+            # number, and a replacement started below may reuse the number of
+            # one that just closed (it would be taken for dead, and cut off).
+            waited = list(self._workers)
             ready = set(wait(self._waitables(), self._next_timeout()))
-            for w in list(self._workers):
-                if w.conn in ready and not self._receive(w):
+            for w in waited:
+                if w in self._workers and w.conn in ready and not self._receive(w):
                     self._on_exit(w)
-            for w in list(self._workers):
-                if w.sentinel is not None and w.sentinel in ready:
+            for w in waited:
+                if w in self._workers and w.sentinel is not None and w.sentinel in ready:
                     self._on_exit(w)
             self._check_timeouts()
 
@@ -661,6 +665,7 @@ class LocalEngine:
         w.release()
         if not self._terminating and self.broken is None and not self._interpreter_exiting():
             self._workers.append(self._new_worker())
+            self.stats.add_replaced()
 
     def _interpreter_exiting(self) -> bool:
         """multiprocessing's atexit hook has begun: it kills daemon children and then

@@ -16,6 +16,8 @@ class PoolStats:
     (arguments and callables out, results in); ``worker_dumps_s`` and
     ``worker_loads_s`` are the same in the workers, reported back with each
     chunk. ``bytes_sent``/``bytes_received`` count every message on the wire.
+    ``workers_replaced`` counts workers that died (crashed, were killed for a
+    ``task_timeout``, or ended by ``max_tasks_per_child``) and were replaced.
     """
 
     tasks: int = 0
@@ -26,6 +28,7 @@ class PoolStats:
     loads_s: float = 0.0
     worker_dumps_s: float = 0.0
     worker_loads_s: float = 0.0
+    workers_replaced: int = 0
 
     @property
     def serialization_s(self) -> float:
@@ -46,6 +49,11 @@ class StatsCounter:
         self._loads = 0.0
         self._wdumps = 0.0
         self._wloads = 0.0
+        self._replaced = 0
+
+    def add_replaced(self) -> None:
+        with self._lock:
+            self._replaced += 1
 
     def add_sent(self, nbytes: int, *, chunks: int = 0, tasks: int = 0) -> None:
         with self._lock:
@@ -78,4 +86,5 @@ class StatsCounter:
                 loads_s=self._loads,
                 worker_dumps_s=self._wdumps,
                 worker_loads_s=self._wloads,
+                workers_replaced=self._replaced,
             )

@@ -55,6 +55,7 @@ WORKER_CASES: dict[str, Callable[[Pool, str], Any]] = {
 @pytest.mark.parametrize("how", faults.HOWS)
 @pytest.mark.parametrize("stage", list(WORKER_CASES))
 def test_worker_side_faults(fault_pool: Pool, stage: str, how: str) -> None:
+    replaced = fault_pool.stats.workers_replaced
     started = time.monotonic()
     with pytest.raises(_expected(stage, how)) as info:
         WORKER_CASES[stage](fault_pool, how)
@@ -69,6 +70,9 @@ def test_worker_side_faults(fault_pool: Pool, stage: str, how: str) -> None:
     started = time.monotonic()
     assert fault_pool.map(faults.identity, range(6)) == list(range(6))
     assert time.monotonic() - started < LIMIT_S
+    # Exactly the workers that died were replaced: the chunk's crash, then the same
+    # item's crash when it is re-run alone. A live worker is never taken for dead.
+    assert fault_pool.stats.workers_replaced - replaced == (0 if how == "raise" else 2)
 
 
 def test_parent_side_raise(fault_pool: Pool) -> None:
