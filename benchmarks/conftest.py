@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,3 +24,13 @@ def report_after(request: pytest.FixtureRequest) -> Iterator[list[Report]]:
         for report in reports:
             reporter.write_line("")
             report(reporter.write_line)
+
+
+@pytest.fixture(scope="module")
+def medians(request: pytest.FixtureRequest, report_after: list[Report]) -> Iterator[dict[str, float]]:
+    """Benchmarks record their medians here; the module's ``report(write, found)`` prints the ratios."""
+    found: dict[str, float] = {}
+    yield found
+    report: Any = getattr(request.module, "report", None)
+    if found and report is not None:
+        report_after.append(lambda write: report(write, found))

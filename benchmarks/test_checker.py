@@ -17,7 +17,7 @@ still runs in a moment.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,15 +36,7 @@ def big(request: pytest.FixtureRequest) -> np.ndarray[Any, Any]:
     return np.ones(25_000_000 if enabled else 250_000)  # 200 MB of float64 when measuring
 
 
-@pytest.fixture(scope="module")
-def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
-    found: dict[str, float] = {}
-    yield found
-    if found:
-        report_after.append(lambda write: _report(write, found))
-
-
-def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+def report(write: Callable[[str], None], found: dict[str, float]) -> None:
     if "big_array" in found and "scalar" in found:
         extra = (found["big_array"] - found["scalar"]) * 1e3
         write(

@@ -58,15 +58,7 @@ def pools() -> Iterator[dict[str, Any]]:
         pool.terminate()
 
 
-@pytest.fixture(scope="module")
-def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
-    found: dict[str, float] = {}
-    yield found
-    if found:
-        report_after.append(lambda write: _report(write, found))
-
-
-def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+def report(write: Callable[[str], None], found: dict[str, float]) -> None:
     write(f"dask backend (medians, {N} items, {WORKERS}-worker LocalCluster):")
     if "dask_auto_lambda" in found:
         t = found["dask_auto_lambda"]

@@ -58,15 +58,7 @@ def pools() -> Iterator[dict[str, Any]]:
         pool.terminate()
 
 
-@pytest.fixture(scope="module")
-def medians(report_after: list[Any]) -> Iterator[dict[str, float]]:
-    found: dict[str, float] = {}
-    yield found
-    if found:
-        report_after.append(lambda write: _report(write, found))
-
-
-def _report(write: Callable[[str], None], found: dict[str, float]) -> None:
+def report(write: Callable[[str], None], found: dict[str, float]) -> None:
     write(f"fast-path ratios (medians, {N} items, {WORKERS} workers):")
     for goal, num, den, op, limit in GOALS:
         if num in found and den in found:
