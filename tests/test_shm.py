@@ -49,12 +49,10 @@ def left(prefix: str) -> list[str]:
     return [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
 
 
-@pytest.fixture(scope="module")
-def pools() -> Iterator[dict[tuple[str, str], Pool]]:
-    made: dict[tuple[str, str], Pool] = {}
-    yield made
-    for pool in made.values():
-        pool.terminate()
+@pytest.fixture(scope="module", autouse=True)
+def no_segment_left() -> Iterator[None]:
+    """Set up before the module's ``pools`` (conftest), so checked after they are terminated."""
+    yield
     assert ours() == []
 
 
